@@ -1,0 +1,8 @@
+"""vgg_book: the small library behind the VGG book.
+
+One module per idea: ``models`` (the VGG family), ``data`` (Fashion-MNIST), ``receptive``
+(receptive fields), ``accounting`` (parameters, MACs, memory), ``train`` and ``bench``
+(training and its benchmark), ``plotting`` and ``widgets`` (for the chapters).
+"""
+
+__version__ = "0.1.0"
