@@ -116,14 +116,16 @@ class MeasuredRF:
 
     ``size_hw``: side (rows, columns) of the bounding box of the non-zero input gradient, in
     pixels; ``nonzero``: how many input pixels have a non-zero gradient; ``unit``: the output
-    unit (row, column) measured; ``touches_border``: the box reaches the image edge, so the
-    true receptive field may be larger than what fits in the input.
+    unit (row, column) measured; ``centre_hw``: centre of the box in input pixels;
+    ``touches_border``: the box reaches the image edge, so the true receptive field may be
+    larger than what fits in the input.
     """
 
     name: str
     size_hw: tuple[int, int]
     nonzero: int
     unit: tuple[int, int]
+    centre_hw: tuple[float, float]
     touches_border: bool
 
     @property
@@ -327,8 +329,8 @@ def linearised(layers) -> nn.Sequential:
     """
     out = []
     for path, module in flatten_layers(layers):
-        _geometry(path, module, None) if not isinstance(
-            module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) else None
+        if not isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            _geometry(path, module, None)  # a clear ValueError for unsupported layers
         if isinstance(module, nn.Conv2d):
             conv = copy.deepcopy(module).to(torch.float64)
             with torch.no_grad():
@@ -360,19 +362,41 @@ def _in_channels(flat) -> int:
 
 
 def input_gradient(layers, input_size: Size2, *, linear: bool = True, layer: int = -1,
-                   inputs: Optional[torch.Tensor] = None, seed: int = 0) -> torch.Tensor:
+                   channel: Optional[int] = 0, inputs: Optional[torch.Tensor] = None,
+                   seed: int = 0) -> torch.Tensor:
     """|d(central unit of layer ``layer``) / d(input)|, summed over input channels: [H, W].
 
-    The unit is the output position ``((h - 1) // 2, (w - 1) // 2)`` of that layer, its value
-    summed over channels. ``linear=True`` measures the :func:`linearised` copy (the geometric
+    The unit is channel ``channel`` at the output position ``((h - 1) // 2, (w - 1) // 2)`` of
+    that layer (``channel=None``: the sum of all channels at that position). ``linear=True`` measures the :func:`linearised` copy (the geometric
     receptive field); ``linear=False`` the layers as they are, in eval mode, with real ReLUs
     and max-pools, on ``inputs`` (default: a seeded N(0, 1) image; a batch is summed, which
     averages the gradient magnitude over the batch).
     """
-    flat = flatten_layers(layers)
     hw = _input_hw(input_size)
+    if hw is None:
+        raise ValueError("input_gradient needs input_size (pixels), e.g. 224")
     records = receptive_field(layers, hw)
-    index = range(len(flat))[layer]
+    index = range(len(records))[layer]
+    net, x = _prepare(layers, hw, linear, inputs, seed)
+    y = net[: index + 1](x)
+    rows, cols = records[index].output_hw
+    _select(y, channel, ((rows - 1) // 2, (cols - 1) // 2)).sum().backward()
+    return x.grad.abs().sum(dim=(0, 1)).float()
+
+
+def _select(y: torch.Tensor, channel: Optional[int], unit: tuple[int, int]) -> torch.Tensor:
+    """The output unit(s) to differentiate: one channel, or all channels, at ``unit``."""
+    if channel is None:
+        return y[:, :, unit[0], unit[1]]
+    if not 0 <= channel < y.shape[1]:
+        raise ValueError(f"channel {channel} does not exist: this layer has {y.shape[1]} "
+                         f"channels (0..{y.shape[1] - 1}); or pass channel=None for all")
+    return y[:, channel, unit[0], unit[1]]
+
+
+def _prepare(layers, hw, linear: bool, inputs: Optional[torch.Tensor], seed: int):
+    """The network to differentiate and its input (requires grad)."""
+    flat = flatten_layers(layers)
     if linear:
         net = linearised(layers)
         x = torch.ones(1, _in_channels(flat), *hw, dtype=torch.float64)
@@ -384,30 +408,29 @@ def input_gradient(layers, input_size: Size2, *, linear: bool = True, layer: int
         if inputs is None:
             g = torch.Generator().manual_seed(seed)
             inputs = torch.randn(1, _in_channels(flat), *hw, generator=g)
-        x = inputs.clone()
-    x.requires_grad_(True)
-    y = net[: index + 1](x)
-    rows, cols = records[index].output_hw
-    y[:, :, (rows - 1) // 2, (cols - 1) // 2].sum().backward()
-    return x.grad.abs().sum(dim=(0, 1)).float()
+        x = inputs.detach().clone()
+    return net, x.requires_grad_(True)
 
 
-def _extent(grad: torch.Tensor) -> tuple[tuple[int, int], int, bool]:
-    rows = torch.nonzero(grad.sum(1)).flatten()
-    cols = torch.nonzero(grad.sum(0)).flatten()
-    if len(rows) == 0:
-        return (0, 0), 0, False
-    size = (int(rows[-1] - rows[0]) + 1, int(cols[-1] - cols[0]) + 1)
+def _extent(grad: torch.Tensor):
+    """Bounding box of the non-zero entries of a [H, W] map: size, count, centre, at border."""
+    rows = torch.nonzero(grad.sum(1)).flatten().tolist()
+    cols = torch.nonzero(grad.sum(0)).flatten().tolist()
+    if not rows:
+        return (0, 0), 0, (math.nan, math.nan), False
+    size = (rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+    centre = ((rows[0] + rows[-1]) / 2, (cols[0] + cols[-1]) / 2)
     border = (rows[0] == 0 or cols[0] == 0 or rows[-1] == grad.shape[0] - 1
               or cols[-1] == grad.shape[1] - 1)
-    return size, int((grad != 0).sum()), bool(border)
+    return size, int((grad != 0).sum()), centre, border
 
 
 def measured_receptive_field(layers, input_size: Size2, *, linear: bool = True,
-                             seed: int = 0) -> list[MeasuredRF]:
+                             channel: Optional[int] = 0, seed: int = 0) -> list[MeasuredRF]:
     """Measure every layer's receptive field with autograd: one :class:`MeasuredRF` per layer.
 
-    For each layer, back-propagate from the central unit of its output to the input and take
+    For each layer, back-propagate from the central unit of its output (channel ``channel`` at
+    the central position; ``None``: all channels there) to the input and take
     the bounding box of the non-zero gradient. With ``linear=True`` (the default) the network
     is first :func:`linearised`, because through a real max-pool the gradient reaches only the
     arg-max of each window and a ReLU zeroes it wherever its input was negative: that naive
@@ -415,21 +438,11 @@ def measured_receptive_field(layers, input_size: Size2, *, linear: bool = True,
     unit *for this input*, a sparse subset of the receptive field. ``input_size`` (pixels) must
     be large enough for the central unit's field to fit, else ``touches_border`` is set.
     """
-    flat = flatten_layers(layers)
     hw = _input_hw(input_size)
     if hw is None:
         raise ValueError("measured_receptive_field needs input_size (pixels), e.g. 224")
     records = receptive_field(layers, hw)
-    if linear:
-        net = linearised(layers)
-        x = torch.ones(1, _in_channels(flat), *hw, dtype=torch.float64, requires_grad=True)
-    else:
-        net = copy.deepcopy(nn.Sequential(*[m for _, m in flat])).eval()
-        for m in net.modules():
-            if hasattr(m, "inplace"):
-                m.inplace = False
-        g = torch.Generator().manual_seed(seed)
-        x = torch.randn(1, _in_channels(flat), *hw, generator=g, requires_grad=True)
+    net, x = _prepare(layers, hw, linear, None, seed)
     outputs, y = [], x
     for module in net:
         y = module(y)
@@ -438,9 +451,9 @@ def measured_receptive_field(layers, input_size: Size2, *, linear: bool = True,
     for i, (out, record) in enumerate(zip(outputs, records)):
         rows, cols = record.output_hw
         unit = ((rows - 1) // 2, (cols - 1) // 2)
-        (grad,) = torch.autograd.grad(out[0, :, unit[0], unit[1]].sum(), x,
+        (grad,) = torch.autograd.grad(_select(out, channel, unit).sum(), x,
                                       retain_graph=i < len(outputs) - 1)
-        size, nonzero, border = _extent(grad[0].abs().sum(0))
+        size, nonzero, centre, border = _extent(grad[0].abs().sum(0))
         results.append(MeasuredRF(name=record.name, size_hw=size, nonzero=nonzero, unit=unit,
-                                  touches_border=border))
+                                  centre_hw=centre, touches_border=border))
     return results

@@ -1,0 +1,569 @@
+"""Train a VGG on Fashion-MNIST, fast and reproducibly.
+
+The recipe in plain sight (nanoGPT style, one file you read top to bottom):
+
+* The whole data set lives on the device as ``uint8`` (60,000 x 28 x 28 bytes = 47 MB).
+  Each batch is gathered, augmented, normalised and resized to the model's input size *on the
+  device* with tensor ops (``F.interpolate``): no PIL, no DataLoader workers.
+* The shuffle order and the augmentation draws of an epoch come from one CPU generator, made
+  in one go at the start of the epoch and copied to the device once.
+* On CUDA: bf16 autocast (fp16 with a ``GradScaler`` where bf16 is missing), channels_last,
+  cuDNN autotuning, and ``torch.compile`` when asked.
+* Loss and correct counts are summed on the device; the host reads them only every
+  ``SYNC_EVERY`` steps (to check for NaN and update the progress bar) and at the epoch's end.
+* Checkpoints (model, optimizer, scaler, RNG states, history) are written to a temp file and
+  renamed, so a killed run never leaves half a file; ``resume`` continues from the last
+  complete epoch and, on CPU, ends with the same weights as an uninterrupted run.
+* ``torchrun --nproc_per_node=N -m vgg_book.train ...`` trains with DistributedDataParallel:
+  every rank draws the same global batch and takes its slice of it, so a global batch holds
+  the same images whatever the number of processes.
+
+Command line::
+
+    python -m vgg_book.train --model vgg11 --width-ratio 4 --image-size 224 --epochs 10 \\
+        --batch-size 128 --lr 0.05 --device auto --out runs/vgg11-224
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vgg_book.models import ALIASES, CONFIGS, MIN_INPUT_SIZE, vgg
+
+__all__ = ["TrainConfig", "TrainingError", "fit", "train", "resolve_device", "preprocess",
+           "normalisation_stats", "predict", "train_step", "amp_dtype_for", "main"]
+
+#: Steps between host reads of the running loss (NaN check, progress bar) on an accelerator.
+SYNC_EVERY = 50
+#: Pixels of zero padding for the random-crop augmentation (at 28x28, before resizing).
+AUG_PAD = 2
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+#: Config keys that must match for ``resume`` to continue a run.
+RESUME_KEYS = ("model_spec", "batch_size", "lr", "momentum", "weight_decay", "image_size",
+               "seed", "augment", "limit_train", "limit_test", "epochs", "warmup_epochs",
+               "world_size")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (loss became NaN/inf, the GPU ran out of memory)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run. Learning rate per step of SGD; sizes in pixels."""
+
+    epochs: int
+    batch_size: int = 128          # global batch (split across ranks under torchrun)
+    lr: float = 0.05               # peak learning rate
+    momentum: float = 0.0          # SGD momentum (d2l's recipe: plain SGD)
+    weight_decay: float = 0.0
+    warmup_epochs: float = 0.0     # linear warm-up, then constant (0 = constant from step 1)
+    image_size: int = 224
+    device: str = "auto"
+    limit_train: Optional[int] = None
+    limit_test: Optional[int] = None
+    seed: int = 0
+    augment: bool = False
+    progress: bool = True
+    compile: bool = False
+    out: Optional[str] = None
+    resume: bool = False
+    model_spec: dict = field(default_factory=dict)  # how the CLI built the model (for resume)
+    data_root: Optional[str] = None
+    world_size: int = 1
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_positive_int(name: str, value, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise a clear ``ValueError`` for settings that cannot work."""
+    _check_positive_int("epochs", cfg.epochs)
+    _check_positive_int("batch_size", cfg.batch_size)
+    _check_positive_int("limit_train", cfg.limit_train, allow_none=True)
+    _check_positive_int("limit_test", cfg.limit_test, allow_none=True)
+    if not isinstance(cfg.image_size, int) or cfg.image_size < MIN_INPUT_SIZE:
+        raise ValueError(
+            f"image_size={cfg.image_size!r} is too small: VGG's five 2x2 max-pools need at least "
+            f"{MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels; use --image-size {MIN_INPUT_SIZE} or more "
+            "(Fashion-MNIST's 28x28 images are resized on the device)")
+    if not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {cfg.lr!r}")
+    if not 0 <= cfg.momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {cfg.momentum!r}")
+    if cfg.weight_decay < 0 or cfg.warmup_epochs < 0:
+        raise ValueError("weight_decay and warmup_epochs must be >= 0, got "
+                         f"{cfg.weight_decay!r} and {cfg.warmup_epochs!r}")
+    if cfg.resume and cfg.out is None:
+        raise ValueError("resume=True needs out= (the run folder holding checkpoint.pt)")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; expected 'auto', 'cpu' or 'cuda[:N]'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} was asked for, but no CUDA GPU is available here "
+            f"(torch {torch.__version__}, torch.cuda.is_available() is False); "
+            "use --device cpu, or --device auto to take a GPU only when there is one")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not supported; use 'auto', 'cpu' or 'cuda'")
+    return dev
+
+
+def amp_dtype_for(device: torch.device) -> Optional[torch.dtype]:
+    """bf16 autocast on CUDA (fp16 where the GPU lacks bf16); ``None`` (fp32) on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+# ----------------------------------------------------------------------------- data on device
+def normalisation_stats(images: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of uint8 images scaled to [0, 1] (one channel)."""
+    x = images.float().div_(255)
+    return float(x.mean()), float(x.std())
+
+
+def preprocess(images: torch.Tensor, image_size: int, mean: float, std: float,
+               offsets: Optional[torch.Tensor] = None, flips: Optional[torch.Tensor] = None,
+               channels_last: bool = False) -> torch.Tensor:
+    """uint8 ``[B, 28, 28]`` -> float ``[B, 1, image_size, image_size]``, on the images' device.
+
+    ``offsets`` (int ``[B, 2]`` in ``0..2*AUG_PAD``) take a random 28x28 crop of the image padded
+    by ``AUG_PAD`` black pixels; ``flips`` (bool ``[B]``) mirror left-right. Normalising before
+    the (linear) bilinear resize gives the same result as after, on 784 instead of
+    ``image_size**2`` pixels.
+    """
+    x = images.unsqueeze(1).float().div_(255)
+    if offsets is not None:
+        n, _, h, w = x.shape
+        padded = F.pad(x, (AUG_PAD,) * 4)
+        rows = offsets[:, 0, None] + torch.arange(h, device=x.device)  # [B, h]
+        cols = offsets[:, 1, None] + torch.arange(w, device=x.device)  # [B, w]
+        batch = torch.arange(n, device=x.device)[:, None, None]
+        x = padded[batch, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+    if flips is not None:
+        x = torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
+    x = (x - mean) / std
+    if image_size != x.shape[-1]:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def epoch_plan(n: int, generator: torch.Generator, augment: bool):
+    """One epoch's shuffle order and augmentation draws, all from ``generator`` (CPU)."""
+    order = torch.randperm(n, generator=generator)
+    if not augment:
+        return order, None, None
+    offsets = torch.randint(0, 2 * AUG_PAD + 1, (n, 2), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5
+    return order, offsets, flips
+
+
+# ----------------------------------------------------------------------------- one step
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler, x: torch.Tensor,
+               y: torch.Tensor, amp_dtype: Optional[torch.dtype]):
+    """Forward, backward and update; returns (mean loss, number correct) as device tensors."""
+    with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32,
+                        enabled=amp_dtype is not None):
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach(), (logits.detach().argmax(1) == y).sum()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, image_size: int, mean: float, std: float,
+            batch_size: int = 256, device: Optional[torch.device] = None) -> torch.Tensor:
+    """Predicted class (int64, on the CPU) for each uint8 ``[N, 28, 28]`` image."""
+    device = device or next(model.parameters()).device
+    amp = amp_dtype_for(device)
+    was_training = model.training
+    model.eval()
+    preds = []
+    for i in range(0, len(images), batch_size):
+        x = preprocess(images[i:i + batch_size].to(device), image_size, mean, std,
+                       channels_last=device.type == "cuda")
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            preds.append(model(x).argmax(1))
+    model.train(was_training)
+    return torch.cat(preds).cpu()
+
+
+@torch.no_grad()
+def _count_correct(model, images, labels, image_size, mean, std, batch_size, amp_dtype,
+                   channels_last) -> torch.Tensor:
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
+    for i in range(0, len(images), batch_size):
+        x = preprocess(images[i:i + batch_size], image_size, mean, std,
+                       channels_last=channels_last)
+        with torch.autocast(images.device.type, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            correct += (model(x).argmax(1) == labels[i:i + batch_size]).sum()
+    model.train()
+    return correct
+
+
+# ----------------------------------------------------------------------------- files
+def _atomic_write_bytes(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path, obj) -> None:
+    """Write ``obj`` as indented JSON to a temp file, then rename it onto ``path``."""
+    _atomic_write_bytes(Path(path), lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, local rank, world size) from torchrun's environment variables."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 0, 1
+    return int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def _lr_at(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    return cfg.lr * min(1.0, (step + 1) / warmup) if warmup > 0 else cfg.lr
+
+
+# ----------------------------------------------------------------------------- the loop
+def train(model: nn.Module, cfg: TrainConfig) -> dict:
+    """Train ``model`` in place on Fashion-MNIST as ``cfg`` says; return the metrics dict."""
+    from tqdm import tqdm
+
+    from vgg_book.data import load_fashion_mnist
+
+    validate(cfg)
+    rank, local_rank, world = _distributed()
+    cfg.world_size = world
+    device = resolve_device(cfg.device)
+    if world > 1:
+        import torch.distributed as dist
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if cfg.batch_size % world:
+            raise ValueError(f"batch_size={cfg.batch_size} is the global batch and must split "
+                             f"evenly across {world} processes; use a multiple of {world}")
+    out = Path(cfg.out) if cfg.out is not None else None
+    if out is not None and not cfg.resume and out.exists() and any(out.iterdir()):
+        raise ValueError(f"output folder {out} already exists and is not empty; pass "
+                         "--resume to continue that run, or choose a new --out")
+    ckpt = None
+    if cfg.resume:
+        if not (out / CHECKPOINT).is_file():
+            raise ValueError(f"cannot resume: {out / CHECKPOINT} does not exist; run without "
+                             "--resume to start a new run there")
+        ckpt = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+        saved = ckpt["config"]
+        diff = {k: (saved.get(k), getattr(cfg, k)) for k in RESUME_KEYS
+                if saved.get(k) != getattr(cfg, k)}
+        n_params = sum(p.numel() for p in model.parameters())
+        if saved.get("parameters") != n_params:
+            diff["parameters"] = (saved.get("parameters"), n_params)
+        if diff:
+            detail = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(f"cannot resume {out}: the settings differ from the saved run "
+                             f"({detail}); use the same settings, or a new --out")
+
+    # Data: the whole split on the device as uint8.
+    train_x, train_y, _ = load_fashion_mnist(train=True, root=cfg.data_root)
+    test_x, test_y, _ = load_fashion_mnist(train=False, root=cfg.data_root)
+    train_x, train_y = train_x[:cfg.limit_train], train_y[:cfg.limit_train]
+    test_x, test_y = test_x[:cfg.limit_test], test_y[:cfg.limit_test]
+    steps = len(train_x) // cfg.batch_size  # the last partial batch is dropped
+    if steps == 0:
+        raise ValueError(f"{len(train_x)} training images make no full batch of "
+                         f"{cfg.batch_size}; lower batch_size or raise limit_train")
+    mean, std = normalisation_stats(train_x)
+    train_x, train_y = train_x.to(device), train_y.to(device)
+    local_test = torch.arange(rank, len(test_x), world)  # each rank scores its share
+    test_x, test_y = test_x[local_test].to(device), test_y[local_test].to(device)
+
+    local_batch = cfg.batch_size // world
+    amp_dtype = amp_dtype_for(device)
+    channels_last = device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # autotune conv algorithms (not bit-reproducible)
+        torch.set_float32_matmul_precision("high")
+
+    # Model, optimizer, scaler; the model passed in is trained in place.
+    torch.manual_seed(cfg.seed + rank)  # dropout masks differ between ranks
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    generator = torch.Generator().manual_seed(cfg.seed)  # same shuffle on every rank
+    history: list[dict] = []
+    start_epoch, elapsed = 0, 0.0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        rng = ckpt["rng"][rank]
+        torch.set_rng_state(rng["cpu"])
+        if device.type == "cuda" and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"], device)
+        generator.set_state(rng["data"])
+        history, start_epoch = list(ckpt["history"]), int(ckpt["epoch"])
+        elapsed = history[-1]["elapsed"] if history else 0.0
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.index is not None
+                                      and device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    config = {**asdict(cfg), "device_name": _device_name(device), "device_type": device.type,
+              "amp_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
+              "channels_last": channels_last, "train_images": steps * cfg.batch_size,
+              "test_images": len(local_test) * world if world > 1 else len(test_x),
+              "mean": mean, "std": std, "torch": torch.__version__,
+              "parameters": sum(p.numel() for p in model.parameters())}
+    config.pop("progress")
+    is_main = rank == 0
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        order, offsets, flips = epoch_plan(len(train_x), generator, cfg.augment)
+        order = order.to(device)
+        offsets = offsets.to(device) if offsets is not None else None
+        flips = flips.to(device) if flips is not None else None
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+        sync_every = 1 if device.type == "cpu" else SYNC_EVERY
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not (cfg.progress and is_main), file=sys.stderr)
+        _sync(device)
+        t0 = time.perf_counter()
+        for step in range(steps):
+            lo = step * cfg.batch_size + rank * local_batch  # this rank's slice of the batch
+            pick = order[lo:lo + local_batch]
+            x = preprocess(train_x[pick], cfg.image_size, mean, std,
+                           offsets[lo:lo + local_batch] if offsets is not None else None,
+                           flips[lo:lo + local_batch] if flips is not None else None,
+                           channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(epoch * steps + step, cfg, steps)
+            try:
+                loss, right = train_step(net, optimizer, scaler, x, train_y[pick], amp_dtype)
+            except torch.cuda.OutOfMemoryError:
+                raise TrainingError(
+                    f"CUDA ran out of memory at batch size {cfg.batch_size} "
+                    f"({local_batch} per process, {cfg.image_size}x{cfg.image_size} input, "
+                    f"epoch {epoch + 1}, step {step + 1}); try --batch-size "
+                    f"{max(1, cfg.batch_size // 2)} or a smaller --image-size") from None
+            bad = ~torch.isfinite(loss)
+            first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
+            loss_sum += loss.float() * local_batch
+            correct += right
+            bar.update(1)
+            if (step + 1) % sync_every == 0 or step + 1 == steps:
+                if int(first_bad) >= 0:  # the host reads the device here (a sync)
+                    bar.close()
+                    raise TrainingError(
+                        f"the training loss became NaN or infinite at epoch {epoch + 1}, "
+                        f"step {int(first_bad) + 1} of {steps} (lr={cfg.lr}); the run diverged: "
+                        f"lower the learning rate (e.g. --lr {cfg.lr / 10:g}) or add warm-up")
+                bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
+        totals = torch.stack([loss_sum.double(), correct.double()])
+        if world > 1:
+            torch.distributed.all_reduce(totals)
+        _sync(device)
+        seconds = time.perf_counter() - t0
+        bar.close()
+        t1 = time.perf_counter()
+        test_correct = _count_correct(net, test_x, test_y, cfg.image_size, mean, std,
+                                      2 * local_batch, amp_dtype, channels_last)
+        if world > 1:
+            torch.distributed.all_reduce(test_correct)
+        n_train = steps * cfg.batch_size
+        elapsed += time.perf_counter() - t0
+        record = {"epoch": epoch + 1,
+                  "train_loss": float(totals[0]) / n_train,
+                  "train_acc": float(totals[1]) / n_train,
+                  "test_acc": int(test_correct) / config["test_images"],
+                  "images_per_s": n_train / seconds,
+                  "seconds": seconds,
+                  "eval_seconds": time.perf_counter() - t1,
+                  "elapsed": elapsed,
+                  "lr": optimizer.param_groups[0]["lr"]}
+        history.append(record)
+        if is_main and (cfg.progress):
+            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, "
+                  f"train acc {record['train_acc']:.4f}, test acc {record['test_acc']:.4f}, "
+                  f"{record['images_per_s']:,.0f} images/s", file=sys.stderr)
+        if out is not None:
+            _save(out, model, optimizer, scaler, generator, device, config, history, epoch + 1,
+                  world, is_main)
+    metrics = {"config": config, "epochs": history}
+    return metrics
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def _save(out: Path, model, optimizer, scaler, generator, device, config, history, epoch,
+          world, is_main) -> None:
+    """Checkpoint then metrics, each to a temp file renamed into place (rank 0 writes)."""
+    rng = {"cpu": torch.get_rng_state(), "data": generator.get_state(),
+           "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    states = [rng]
+    if world > 1:
+        import torch.distributed as dist
+        states = [None] * world
+        dist.all_gather_object(states, rng)
+    if is_main:
+        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(), "rng": states, "epoch": epoch,
+                "history": history, "config": config}
+        _atomic_write_bytes(out / CHECKPOINT, lambda f: torch.save(ckpt, f))
+        write_json(out / METRICS, {"config": config, "epochs": history})
+    if world > 1:
+        torch.distributed.barrier()
+
+
+def fit(model: nn.Module, *, epochs: int, batch_size: int = 128, lr: float = 0.05,
+        image_size: int = 224, device: str = "auto", limit_train: Optional[int] = None,
+        limit_test: Optional[int] = None, seed: int = 0, augment: bool = False,
+        progress: bool = True, compile: bool = False, out: Optional[str] = None,
+        resume: bool = False) -> dict:
+    """Train ``model`` (1 x image_size x image_size in, 10 classes out) on Fashion-MNIST.
+
+    Plain SGD at learning rate ``lr`` (d2l's recipe), global batch ``batch_size`` images;
+    ``limit_train``/``limit_test`` keep the first N images of each split. The model is trained
+    in place (and left on the device). Returns ``{"config": {...}, "epochs": [{"epoch",
+    "train_loss", "train_acc", "test_acc", "images_per_s", "seconds", ...}, ...]}``;
+    ``seconds`` is an epoch's training time, ``elapsed`` the run's wall time including tests.
+    With ``out``, writes ``out/metrics.json`` and ``out/checkpoint.pt`` after every epoch.
+    """
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
+                      device=device, limit_train=limit_train, limit_test=limit_test, seed=seed,
+                      augment=augment, progress=progress, compile=compile,
+                      out=None if out is None else str(out), resume=resume)
+    return train(model, cfg)
+
+
+# ----------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vgg_book.train", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="vgg11", help="VGG config: " + ", ".join([*ALIASES, *CONFIGS]))
+    p.add_argument("--width-ratio", type=int, default=4, help="divide every conv width (d2l: 4)")
+    p.add_argument("--hidden", type=int, default=4096, help="units in each hidden FC layer")
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--batch-norm", action="store_true")
+    p.add_argument("--image-size", type=int, default=224, help="input side in pixels (>= 32)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128, help="global batch size")
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--warmup-epochs", type=float, default=0.0)
+    p.add_argument("--augment", action="store_true", help="random crop (pad 2) and flip")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
+    p.add_argument("--limit-train", type=int, default=None)
+    p.add_argument("--limit-test", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST files")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-plot", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    spec = {"config": args.model, "width_ratio": args.width_ratio, "hidden": args.hidden,
+            "dropout": args.dropout, "batch_norm": args.batch_norm, "in_channels": 1,
+            "num_classes": 10}
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      momentum=args.momentum, weight_decay=args.weight_decay,
+                      warmup_epochs=args.warmup_epochs, image_size=args.image_size,
+                      device=args.device, limit_train=args.limit_train,
+                      limit_test=args.limit_test, seed=args.seed, augment=args.augment,
+                      progress=not args.no_progress, compile=args.compile, out=args.out,
+                      resume=args.resume, model_spec=spec, data_root=args.data_root)
+    try:
+        torch.manual_seed(args.seed)  # the initial weights depend on the seed alone
+        model = vgg(spec["config"], num_classes=10, in_channels=1, batch_norm=args.batch_norm,
+                    width_ratio=args.width_ratio, hidden=args.hidden, dropout=args.dropout)
+        metrics = train(model, cfg)
+    except (ValueError, TrainingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if _distributed()[0] == 0:
+        last = metrics["epochs"][-1]
+        print(f"done: test accuracy {last['test_acc']:.4f} after {last['epoch']} epochs; "
+              f"{Path(args.out) / METRICS}")
+        if not args.no_plot:
+            from vgg_book.plotting import save_history_plot
+            save_history_plot(metrics, Path(args.out) / "curves.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
