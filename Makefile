@@ -1,16 +1,20 @@
 # Two commands do all set-up on a fresh machine:
 #   make book   - build the HTML book, executing every chapter (_build/html/index.html)
-#   make test   - unit tests, nbval on every chapter, and a strict book build
+#   make test   - unit tests, nbval on every chapter, a strict offline book build and a
+#                 browser test of every built page
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 FMNIST_SYSTEM := /usr/share/datasets/fashion-mnist
+# Debian packages the book needs: offline data, a browser for the page test, npm for vendoring.
+APT_PACKAGES := dataset-fashion-mnist chromium npm
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: setup data book test test-unit test-notebooks test-book clean
+.PHONY: setup system book book-offline vendor test test-unit test-notebooks test-book \
+        test-html assignments grade clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,19 +24,32 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-setup: $(VENV)/.installed data
+setup: $(VENV)/.installed system
 
-# Fashion-MNIST offline from Debian when we may install it; otherwise torchvision downloads it.
-data:
-	@if [ ! -d $(FMNIST_SYSTEM) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
-	   (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null)) \
-	  && echo "installed Fashion-MNIST into $(FMNIST_SYSTEM)" || echo "could not install dataset-fashion-mnist; chapters will download Fashion-MNIST"; \
+# Debian packages, installed when missing and we are root; without them the chapters download
+# Fashion-MNIST through torchvision and the browser test cannot run.
+system:
+	@missing=""; \
+	[ -d $(FMNIST_SYSTEM) ] || missing="$$missing dataset-fashion-mnist"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (install them with apt-get)"; fi; \
 	fi
 
 book: setup
 	$(BIN)/jupyter-book build . --all -W --keep-going
 	@echo "open _build/html/index.html"
+
+vendor: setup
+	$(PY) tools/vendor.py
+
+# Same pages with MathJax and the widgets library vendored: a downloaded copy works offline.
+book-offline: setup
+	$(PY) tools/book_offline.py
 
 test-unit: setup
 	$(BIN)/pytest -q tests
@@ -40,10 +57,23 @@ test-unit: setup
 test-notebooks: setup
 	$(BIN)/pytest -q --nbval-lax --nbval-current-env chapters
 
+# The strict build (-W: a failing cell fails it) is the offline build, so that the browser
+# test below opens the pages it made and chapters execute only once here.
 test-book: setup
-	$(BIN)/jupyter-book build . --all -W --keep-going
+	$(PY) tools/book_offline.py
 
-test: test-unit test-notebooks test-book
+test-html: setup
+	@grep -q "_static/mathjax/tex-mml-chtml.js" _build/html/intro.html 2>/dev/null || $(PY) tools/book_offline.py
+	$(PY) tools/browser_test.py --expect-widgets chapters/02_receptive_fields.html
+
+test: test-unit test-notebooks test-book test-html
+
+assignments: setup
+	$(PY) tools/assignments.py
+
+grade: setup
+	@test -n "$(SUBMISSION)" || { echo "usage: make grade SUBMISSION=path/to/NN_name.ipynb" >&2; exit 2; }
+	$(PY) tools/grade.py "$(SUBMISSION)"
 
 clean:
-	rm -rf _build
+	rm -rf _build _vendor

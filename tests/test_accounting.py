@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from vgg_book.accounting import (LayerRow, measure_saved_tensors, summary, training_memory)
+from vgg_book.accounting import (LayerRow, measure_cuda_peak, measure_saved_tensors, summary,
+                                 training_memory)
 from vgg_book.models import CONFIGS, vgg
 
 
@@ -185,6 +186,8 @@ def test_unknown_layers_with_parameters_are_refused():
         summary(model, (3, 8, 8))
     with pytest.raises(ValueError, match="nn.Module"):
         summary("vgg16", (3, 224, 224))
+    with pytest.raises(ValueError, match="count_bias must be True or False"):
+        summary(nn.Sequential(nn.Conv2d(3, 4, 3)), (3, 8, 8), count_bias="no")
 
 
 def test_rendering_as_text_html_and_pandas():
@@ -225,7 +228,7 @@ def test_memory_estimate_equals_saved_tensor_measurement(name, batch_size):
 @pytest.mark.parametrize("optimizer", ["sgd", "sgd-momentum", "adam"])
 def test_optimizer_state_and_gradients_equal_a_real_step(optimizer):
     torch.manual_seed(0)
-    model = vgg([4, "M", 8, "M"], hidden=16, num_classes=3, batch_norm=True)
+    model = vgg([4, "M", 8, "M"], in_channels=1, hidden=16, num_classes=3, batch_norm=True)
     estimate = training_memory(model, (1, 8, 8), 2, optimizer=optimizer)
     params = list(model.parameters())
     opt = (torch.optim.Adam(params) if optimizer == "adam"
@@ -268,3 +271,9 @@ def test_cuda_dropout_mask_is_one_byte_a_value():
     cuda = training_memory(model, (3, 32, 32), 2, device="cuda")
     # two dropout layers of 128 values per image, 4 bytes on CPU and 1 on CUDA
     assert cpu.activations - cuda.activations == 2 * 2 * 128 * (4 - 1)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
+def test_cuda_peak_without_a_gpu_says_so():
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        measure_cuda_peak(nn.Sequential(nn.Conv2d(3, 4, 3)), (3, 8, 8), 1)

@@ -169,6 +169,12 @@ def test_fc_to_conv_shares_features_and_copies_the_head():
     assert not torch.equal(first.weight.flatten(1), model.classifier[0].weight)
 
 
+def test_conv_classifier_explains_an_input_below_224():
+    conv = fc_to_conv(narrow())
+    with pytest.raises(ValueError, match=r"input 200x300 is too small .* at least 224x224"):
+        conv(torch.zeros(1, 3, 200, 300))
+
+
 def test_fc_to_conv_rejects_other_models():
     with pytest.raises(ValueError, match="fc_to_conv expects a vgg_book VGG model, got Sequential"):
         fc_to_conv(nn.Sequential(nn.Linear(2, 2)))

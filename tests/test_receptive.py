@@ -7,29 +7,35 @@ import torch
 from torch import nn
 from torchvision.models import vgg16 as tv_vgg16
 
-from vgg_book.models import CONFIGS, fc_to_conv, vgg
-from vgg_book.receptive import (measured_receptive_field, min_input_size, receptive_field)
+from vgg_book.models import CONFIGS, VGG, fc_to_conv, make_features, vgg
+from vgg_book.receptive import (input_gradient, measured_receptive_field, min_input_size,
+                                 min_measurable_size, receptive_field)
 from vgg_book.widgets import conv_stack, rf_box, stack_summary
 
 # Channels do not change a receptive field: width_ratio=64 leaves 1..8 channels, which is cheap.
-NARROW = dict(width_ratio=64, in_channels=1)
-# Large enough for the central unit of VGG-19's last pool (268 pixels) to fit in the image.
-MEASURE_SIZE = 288
+NARROW = dict(width_ratio=64, in_channels=1, hidden=16)
+
+
+def full_width(config):
+    """A full-width model without memory or initialisation cost: geometry only."""
+    with torch.device("meta"):
+        return VGG(make_features(config), init_weights=False)
 
 
 def windowed(records):
     """Records of the layers that change the geometry (convs and pools)."""
-    return [r for r in records if r.layer != "ReLU"]
+    return [r for r in records if r.layer not in ("ReLU", "BatchNorm2d")]
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_analytic_equals_measured_for_every_layer(config):
     features = vgg(config, **NARROW).features
-    analytic = receptive_field(features, MEASURE_SIZE)
-    measured = measured_receptive_field(features, MEASURE_SIZE)
+    size = min_measurable_size(features)
+    analytic = receptive_field(features, size)
+    measured = measured_receptive_field(features, size)
     assert len(analytic) == len(measured) == len(features)
     for a, m in zip(analytic, measured):
-        assert not m.touches_border, f"{config} {a.name}: field clipped, enlarge MEASURE_SIZE"
+        assert not m.touches_border, f"{config} {a.name}: field clipped at input {size}"
         assert m.size_hw == a.size_hw, f"{config} {a.name}: measured {m.size_hw} vs {a.size_hw}"
         # The measured box's centre checks ``start`` and ``stride`` too.
         assert m.centre_hw == a.centre(m.unit), f"{config} {a.name}"
@@ -40,20 +46,21 @@ def test_analytic_equals_measured_for_every_layer(config):
 def test_batch_norm_does_not_change_the_field():
     plain = receptive_field(vgg("B", **NARROW).features, 224)
     with_bn = receptive_field(vgg("B", batch_norm=True, **NARROW).features, 224)
-    assert [r.size for r in windowed(plain)] == [r.size for r in windowed(with_bn)
-                                                  if r.layer != "BatchNorm2d"]
-    measured = measured_receptive_field(vgg("B", batch_norm=True, **NARROW).features, 224)
+    assert [r.size for r in windowed(plain)] == [r.size for r in windowed(with_bn)]
+    features = vgg("B", batch_norm=True, **NARROW).features
+    measured = measured_receptive_field(features, min_measurable_size(features))
     assert [m.size for m in measured] == [r.size for r in with_bn]
 
 
 def test_vgg16_known_values_and_torchvision_agrees():
-    ours = {r.name: r for r in receptive_field(vgg("D").features, 224)}
+    ours = {r.name: r for r in receptive_field(full_width("D").features, 224)}
     assert ours["conv5_3"].size == 196
     assert ours["pool5"].size == 212
     assert [ours[f"pool{i}"].stride for i in range(1, 6)] == [2, 4, 8, 16, 32]
     assert [ours[f"pool{i}"].start for i in range(1, 6)] == [0.5, 1.5, 3.5, 7.5, 15.5]
     assert ours["pool5"].output_size == 7
-    tv = receptive_field(tv_vgg16(weights=None).features, 224)
+    with torch.device("meta"):
+        tv = receptive_field(tv_vgg16(weights=None, init_weights=False).features, 224)
     assert [(r.name, r.size_hw, r.stride_hw, r.start_hw, r.output_hw) for r in tv] == \
         [(r.name, r.size_hw, r.stride_hw, r.start_hw, r.output_hw) for r in ours.values()]
 
@@ -68,11 +75,11 @@ def test_output_sizes_match_a_forward_pass(config):
 
 
 def test_lrn_and_1x1_convs_add_nothing():
-    a = {r.name: r.size for r in receptive_field(vgg("A").features)}
-    a_lrn = {r.name: r.size for r in receptive_field(vgg("A-LRN").features)}
+    a = {r.name: r.size for r in receptive_field(full_width("A").features)}
+    a_lrn = {r.name: r.size for r in receptive_field(full_width("A-LRN").features)}
     assert a_lrn["lrn1_1"] == a_lrn["conv1_1"] == 3
     assert a_lrn["pool5"] == a["pool5"]
-    c = {r.name: r.size for r in receptive_field(vgg("C").features)}
+    c = {r.name: r.size for r in receptive_field(full_width("C").features)}
     assert c["conv3_3"] == c["conv3_2"]  # config C's conv3_3 is 1x1
 
 
@@ -107,8 +114,8 @@ def test_fc_head_as_conv_sees_more_than_the_image():
     layers = list(model.features) + list(head)
     records = receptive_field(layers, 224)
     assert records[-1].size == 212 + 6 * 32  # fc6 is a 7x7 conv at jump 32
-    measured = measured_receptive_field(layers, 224)
-    assert measured[-1].touches_border and measured[-1].size == 224
+    (measured,) = measured_receptive_field(layers, 224, last_only=True)
+    assert measured.touches_border and measured.size == 224
 
 
 def test_adaptive_pool_acts_as_plain_pool():
@@ -117,7 +124,7 @@ def test_adaptive_pool_acts_as_plain_pool():
     assert receptive_field(stack, 224)[-1].size == 212  # 7x7 -> 7x7: a 1x1 pool
     r = receptive_field(stack, 448)[-1]
     assert (r.size, r.stride, r.output_size) == (244, 64, 7)
-    assert measured_receptive_field(stack, 448)[-1].size == 244
+    assert measured_receptive_field(stack, 448, last_only=True)[-1].size == 244
     with pytest.raises(ValueError, match="not a whole number"):
         receptive_field(stack, 320)  # 10x10 -> 7x7
     with pytest.raises(ValueError, match="needs input_size"):
@@ -129,10 +136,16 @@ def test_naive_measurement_loses_the_pool():
     pool = [nn.MaxPool2d(2)]
     assert measured_receptive_field(pool, 8, linear=False)[0].nonzero == 1
     assert measured_receptive_field(pool, 8)[0].nonzero == 4
-    features = vgg("D", **NARROW).features
-    naive = {m.name: m for m in measured_receptive_field(features, 224, linear=False)}
-    analytic = {r.name: r for r in receptive_field(features, 224)}
-    assert naive["pool1"].size < analytic["pool1"].size
+    torch.manual_seed(0)
+    features = vgg("D", width_ratio=8, hidden=16).features
+    # The strongest channel of pool1 is not zeroed by a ReLU; its gradient goes to the arg-max
+    # of its window, a conv1_2 unit, which sees 5 pixels where pool1 sees 6.
+    naive = {m.name: m for m in measured_receptive_field(features[:5], 64, linear=False,
+                                                         channel="max")}
+    analytic = {r.name: r for r in receptive_field(features[:5], 64)}
+    assert analytic["pool1"].size == 6 and analytic["conv1_2"].size == 5
+    assert naive["conv1_2"].size == 5
+    assert naive["pool1"].size == 5
 
 
 def test_unsupported_layers_are_named():
@@ -162,7 +175,9 @@ def test_too_small_input_says_how_large():
     with pytest.raises(ValueError, match=r"too small.*pool5.*at least 32x32"):
         receptive_field(features, 31)
     with pytest.raises(ValueError, match="channel 9 does not exist"):
-        measured_receptive_field(features, 32, channel=9)
+        measured_receptive_field(features, 32, linear=False, channel=9)
+    with pytest.raises(ValueError, match="channel 'middle' does not exist"):
+        measured_receptive_field(features, 32, linear=False, channel="middle")
 
 
 # --- the explorer's pure functions -----------------------------------------------------------
@@ -200,3 +215,16 @@ def test_widget_inputs_are_checked():
         stack_summary(0)
     with pytest.raises(ValueError, match="pool_every"):
         conv_stack(2, pool_every=-1)
+
+
+def test_input_gradient_counts_paths_and_checks_inputs():
+    # In the linearised stack (weights 1/9) 9**n times the gradient counts the paths from each
+    # pixel to the unit: 9**n paths in all, 1 to each corner, the most to the centre.
+    for n in (1, 2, 3):
+        paths = input_gradient(conv_stack(n), 11) * 9 ** n
+        assert round(paths.sum().item()) == 9 ** n
+        half = n  # the field spans centre +- n pixels
+        assert round(paths[5 - half, 5 - half].item()) == 1
+        assert paths[5, 5] == paths.max()
+    with pytest.raises(ValueError, match=r"inputs must be a \[batch, 1, 11, 11\]"):
+        input_gradient(conv_stack(2), 11, linear=False, inputs=torch.zeros(1, 3, 11, 11))

@@ -17,6 +17,7 @@ DIR defaults to ``_build/assignments``.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -36,29 +37,28 @@ def has_assignment(path: Path) -> bool:
 
 
 def solution_lines(path: Path) -> list[str]:
-    """The lines a student must not see: those between ``# BEGIN SOLUTION`` and
-    ``# END SOLUTION`` comments in cells of the notebook's raw solution blocks, and lines
-    ending in ``# SOLUTION``; stripped, without blank or trivial lines (``...``, ``pass``,
-    comments) and without lines that also appear elsewhere in the notebook."""
+    """The lines a student must not see: in any code cell, those between ``# BEGIN SOLUTION``
+    and ``# END SOLUTION`` comments and those ending in ``# SOLUTION`` (without the comment).
+    Stripped, without blank or trivial lines (``...``, ``pass``, comments) and without lines
+    that also appear elsewhere in the notebook (e.g. in a test)."""
     nb = nbformat.read(path, as_version=4)
-    lines, public, block = [], set(), False
+    lines, public = [], set()
     for cell in nb.cells:
-        marker = otter_marker(cell)
-        if marker and marker[1] == "SOLUTION":
-            block = marker[0] == "BEGIN"
-            continue
         inside = False
         for line in cell.source.splitlines():
             text = line.strip()
-            if block and cell.cell_type == "code" and text.startswith("# BEGIN SOLUTION"):
+            if cell.cell_type != "code":
+                public.add(text)
+            elif text.startswith("# BEGIN SOLUTION"):
                 inside = True
-            elif block and cell.cell_type == "code" and text.startswith("# END SOLUTION"):
+            elif text.startswith("# END SOLUTION"):
                 inside = False
-            elif block and cell.cell_type == "code" and (inside or text.endswith("# SOLUTION")):
+            elif inside:
                 lines.append(text)
+            elif re.search(r"# ?SOLUTION$", text):
+                lines.append(re.sub(r"\s*# ?SOLUTION$", "", text))
             else:
                 public.add(text)
-    # A line that also appears outside the solutions (e.g. in a test) is no secret.
     return [t for t in lines if t and t not in public and t not in ("...", "pass")
             and not t.startswith("#")]
 

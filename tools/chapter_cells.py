@@ -11,7 +11,9 @@ What it does to each notebook (see docs/CONVENTIONS.md):
 - the ``# ASSIGNMENT CONFIG`` cell is normalised (name = notebook stem, init cell, no export
   or check-all cell, ``generate: true``; other keys are kept);
 - code cells inside ``# BEGIN SOLUTION`` and ``# BEGIN TESTS`` blocks get ``hide-input``
-  (a toggle in the HTML);
+  (a toggle in the HTML, labelled "Show the solution" / "Show the checks");
+- a solution code cell that is not between raw SOLUTION cells (otter would neither strip nor
+  unlock it) gets wrapped in them;
 - format errors that would leak solutions or break ``otter assign`` are reported.
 
 ``--check`` writes nothing and exits 1 when a notebook would change or has errors.
@@ -37,6 +39,10 @@ from vgg_book.colab import setup_cell_source  # noqa: E402
 
 SETUP_MARKER = "# Set-up:"
 HIDE_INPUT, REMOVE_CELL = "hide-input", "remove-cell"
+# Labels of the HTML toggles (myst-nb reads them from the cell's "mystnb" metadata).
+PROMPTS = {"SOLUTION": {"code_prompt_show": "Show the solution",
+                        "code_prompt_hide": "Hide the solution"},
+           "TESTS": {"code_prompt_show": "Show the checks", "code_prompt_hide": "Hide the checks"}}
 # Keys the book needs in every assignment config; other keys (files, requirements...) stay.
 CONFIG_DEFAULTS = {"init_cell": True, "export_cell": False, "check_all_cell": False,
                    "generate": True}
@@ -149,6 +155,11 @@ def apply(nb, name: str) -> Report:
         if inside in ("SOLUTION", "TESTS"):
             if _add_tag(cell, HIDE_INPUT):
                 report.changes.append(f"{where}: tagged {HIDE_INPUT} ({inside.lower()})")
+            prompts = PROMPTS[inside]
+            mystnb = cell.metadata.setdefault("mystnb", {})
+            if any(mystnb.get(k) != v for k, v in prompts.items()):
+                mystnb.update(prompts)
+                report.changes.append(f"{where}: toggle labels for the {inside.lower()}")
     nb.cells = cells
     if blocks:
         report.errors.append(f"unclosed otter block(s): {', '.join(blocks)}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -48,9 +49,13 @@ def grade(submission: Path, autograder: Path) -> dict:
     questions = {}
     for name in sorted(results.test_files):
         result = results.get_result(name)
+        message = result.summary(public_only=False).strip()
+        # The failing asserts' own messages, e.g. "AssertionError: expected 12, got None".
+        errors = [l.strip() for l in message.splitlines() if re.match(r"\s*\w+Error\b", l)]
         questions[name] = {"score": result.score, "possible": result.possible,
                            "passed": result.passed_all,
-                           "message": result.summary(public_only=False).strip()}
+                           "reason": None if result.passed_all else ("; ".join(errors) or "failed"),
+                           "message": message}
     return {"submission": str(submission), "autograder": autograder.name,
             "score": results.total, "possible": results.possible,
             "error": repr(results.catastrophic_error) if results.catastrophic_error else None,
@@ -84,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(data, out)
     print(f"{args.submission.name}: {data['score']:g} / {data['possible']:g} -> {out}")
     for name, q in data["questions"].items():
-        print(f"  {name}: {q['score']:g} / {q['possible']:g}")
+        print(f"  {name}: {q['score']:g} / {q['possible']:g}"
+              + (f"  ({q['reason']})" if q["reason"] else ""))
     return 0
 
 

@@ -222,12 +222,18 @@ def d2l_vgg11(width_ratio: int = 4, num_classes: int = 10, in_channels: int = 1,
 class ConvClassifier(nn.Module):
     """The FC head run as convolutions (7x7 then two 1x1), so any input >= 224 gives a score map."""
 
-    def __init__(self, features: nn.Module, head: nn.Sequential) -> None:
+    def __init__(self, features: nn.Module, head: nn.Sequential, min_size: int = 224) -> None:
         super().__init__()
         self.features = features
         self.head = head
+        self.min_size = min_size  # pixels: the 7x7 first layer needs a 7x7 map after the pools
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, torch.Tensor) and x.dim() == 4 and min(x.shape[2:]) < self.min_size:
+            raise ValueError(
+                f"input {x.shape[2]}x{x.shape[3]} is too small for the convolutional classifier: "
+                f"its 7x7 first layer needs at least {self.min_size}x{self.min_size}; use the "
+                "original VGG (any size >= 32) or resize the images")
         return self.head(self.features(x))
 
 
@@ -262,4 +268,4 @@ def fc_to_conv(model: VGG) -> ConvClassifier:
             raise ValueError(f"unexpected layer {i} in classifier: {m}")
     head = nn.Sequential(*layers)
     head.train(model.training)
-    return ConvClassifier(model.features, head)
+    return ConvClassifier(model.features, head, min_size=7 * 2 ** model.num_pools)

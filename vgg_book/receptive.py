@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Optional, Sequence, Union
 
 import torch
@@ -39,12 +39,14 @@ __all__ = [
     "flatten_layers",
     "receptive_field",
     "min_input_size",
+    "min_measurable_size",
     "linearised",
     "input_gradient",
     "measured_receptive_field",
 ]
 
 Size2 = Union[int, Sequence[int]]
+Channel = Union[int, str, None]
 
 #: Layers that act on each pixel separately: no effect on size, stride or start.
 POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
@@ -175,7 +177,9 @@ def flatten_layers(layers) -> list[tuple[str, nn.Module]]:
 
 def _unsupported(path: str, module: nn.Module, why: str = "") -> ValueError:
     return ValueError(f"layer {path} ({module}) {why or 'is not supported'}; receptive_field "
-                      f"handles: {', '.join(SUPPORTED_LAYERS)}")
+                      f"handles: {', '.join(SUPPORTED_LAYERS)}. Pass only the convolutional "
+                      "part (e.g. model.features), or turn fully connected layers into "
+                      "convolutions with vgg_book.models.fc_to_conv")
 
 
 def _geometry(path: str, module: nn.Module, in_hw):
@@ -232,6 +236,10 @@ def _out_len(n: int, k: int, s: int, pl: int, pr: int, ceil_mode: bool) -> int:
     return out
 
 
+_SHORT = {nn.ReLU: "relu", nn.BatchNorm2d: "bn", nn.LocalResponseNorm: "lrn",
+          nn.Dropout: "drop", nn.Dropout2d: "drop"}
+
+
 def _names(modules: Sequence[nn.Module]) -> list[str]:
     """VGG-paper names: ``conv{block}_{i}``, ``relu{block}_{i}``, ``pool{block}`` ..."""
     names, block, conv = [], 1, 0
@@ -243,8 +251,7 @@ def _names(modules: Sequence[nn.Module]) -> list[str]:
             conv += 1
             names.append(f"conv{block}_{conv}")
         else:
-            short = {nn.ReLU: "relu", nn.BatchNorm2d: "bn", nn.LocalResponseNorm: "lrn",
-                     nn.Dropout: "drop", nn.Dropout2d: "drop"}.get(type(m), type(m).__name__.lower())
+            short = _SHORT.get(type(m), type(m).__name__.lower())
             names.append(f"{short}{block}_{conv}" if conv else f"{short}{block}")
     return names
 
@@ -316,28 +323,43 @@ def min_input_size(layers, limit: int = 4096) -> int:
     raise ValueError(f"no input up to {limit}x{limit} pixels gives a non-empty output")
 
 
+def min_measurable_size(layers, multiple: int = 32, limit: int = 4096) -> int:
+    """Smallest square input side, a multiple of ``multiple`` pixels, in which the field of the
+    central unit of every layer lies inside the image (so a measurement is not clipped)."""
+    for n in range(multiple, limit + 1, multiple):
+        try:
+            records = receptive_field(layers, n)
+        except ValueError:
+            continue
+        if all(c - s / 2 >= -0.5 and c + s / 2 <= n - 0.5
+               for r in records
+               for c, s in zip(r.centre([(k - 1) // 2 for k in r.output_hw]), r.size_hw)):
+            return n
+    raise ValueError(f"no input up to {limit}x{limit} pixels holds every layer's field")
+
+
 # --- Measurement -----------------------------------------------------------------------------
 
 def linearised(layers) -> nn.Sequential:
-    """A copy of ``layers`` in which every input pixel's influence is positive and nothing cancels.
+    """A one-channel copy of ``layers`` in which every pixel's influence is positive.
 
-    Convolutions keep their geometry (kernel, stride, padding, dilation, groups) but get
-    weights ``1 / fan_in`` and no bias; max-pools become average pools of the same window;
-    pointwise layers (ReLU, batch norm, LRN, dropout) become identities. The result is a
-    positive linear map, so the gradient of one output unit is non-zero exactly on the input
-    pixels joined to it by some path: its receptive field.
+    Each convolution becomes a one-channel ``nn.Conv2d`` with the same kernel size, stride,
+    padding, dilation and padding mode, weights ``1 / (kernel height * width)`` and no bias;
+    max-pools become average pools of the same window; pointwise layers (ReLU, batch norm,
+    LRN, dropout) become identities. The result is a positive linear map, so the gradient of
+    one output unit is non-zero exactly on the input pixels joined to it by some path: its
+    receptive field. (With such weights every channel would carry the same values, so one
+    channel loses nothing, whatever the widths or groups of the original.)
     """
     out = []
     for path, module in flatten_layers(layers):
         if not isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
             _geometry(path, module, None)  # a clear ValueError for unsupported layers
         if isinstance(module, nn.Conv2d):
-            conv = copy.deepcopy(module).to(torch.float64)
-            with torch.no_grad():
-                fan_in = conv.weight[0].numel()
-                conv.weight.fill_(1.0 / fan_in)
-                if conv.bias is not None:
-                    conv.bias.zero_()
+            conv = nn.Conv2d(1, 1, module.kernel_size, stride=module.stride,
+                             padding=module.padding, dilation=module.dilation,
+                             padding_mode=module.padding_mode, bias=False, dtype=torch.float64)
+            nn.init.constant_(conv.weight, 1.0 / conv.weight.numel())
             out.append(conv)
         elif isinstance(module, nn.MaxPool2d):
             if _pair(module.dilation) != (1, 1):
@@ -362,13 +384,16 @@ def _in_channels(flat) -> int:
 
 
 def input_gradient(layers, input_size: Size2, *, linear: bool = True, layer: int = -1,
-                   channel: Optional[int] = 0, inputs: Optional[torch.Tensor] = None,
+                   channel: Channel = 0, inputs: Optional[torch.Tensor] = None,
                    seed: int = 0) -> torch.Tensor:
     """|d(central unit of layer ``layer``) / d(input)|, summed over input channels: [H, W].
 
     The unit is channel ``channel`` at the output position ``((h - 1) // 2, (w - 1) // 2)`` of
-    that layer (``channel=None``: the sum of all channels at that position). ``linear=True`` measures the :func:`linearised` copy (the geometric
-    receptive field); ``linear=False`` the layers as they are, in eval mode, with real ReLUs
+    that layer (``None``: the sum of all channels at that position; ``"max"``: the channel
+    with the largest value there, which a ReLU has not zeroed unless all are; the linearised
+    copy has one channel, so ``channel`` only matters with ``linear=False``).
+    ``linear=True`` measures the :func:`linearised` copy (the geometric receptive field);
+    ``linear=False`` the layers as they are, in eval mode, with real ReLUs
     and max-pools, on ``inputs`` (default: a seeded N(0, 1) image; a batch is summed, which
     averages the gradient magnitude over the batch).
     """
@@ -378,20 +403,25 @@ def input_gradient(layers, input_size: Size2, *, linear: bool = True, layer: int
     records = receptive_field(layers, hw)
     index = range(len(records))[layer]
     net, x = _prepare(layers, hw, linear, inputs, seed)
+    channel = 0 if linear else channel  # the linearised copy has one channel
     y = net[: index + 1](x)
     rows, cols = records[index].output_hw
     _select(y, channel, ((rows - 1) // 2, (cols - 1) // 2)).sum().backward()
     return x.grad.abs().sum(dim=(0, 1)).float()
 
 
-def _select(y: torch.Tensor, channel: Optional[int], unit: tuple[int, int]) -> torch.Tensor:
-    """The output unit(s) to differentiate: one channel, or all channels, at ``unit``."""
+def _select(y: torch.Tensor, channel: Channel, unit: tuple[int, int]) -> torch.Tensor:
+    """The output unit(s) to differentiate at position ``unit``: one channel, all channels
+    (``None``) or, for ``"max"``, the channel with the largest value (of the first image)."""
+    at = y[:, :, unit[0], unit[1]]
     if channel is None:
-        return y[:, :, unit[0], unit[1]]
-    if not 0 <= channel < y.shape[1]:
-        raise ValueError(f"channel {channel} does not exist: this layer has {y.shape[1]} "
-                         f"channels (0..{y.shape[1] - 1}); or pass channel=None for all")
-    return y[:, channel, unit[0], unit[1]]
+        return at
+    if channel == "max":
+        return at[:, int(at[0].argmax())]
+    if not isinstance(channel, int) or not 0 <= channel < y.shape[1]:
+        raise ValueError(f"channel {channel!r} does not exist: this layer has {y.shape[1]} "
+                         f"channels (0..{y.shape[1] - 1}); or pass None (all) or 'max'")
+    return at[:, channel]
 
 
 def _prepare(layers, hw, linear: bool, inputs: Optional[torch.Tensor], seed: int):
@@ -399,15 +429,21 @@ def _prepare(layers, hw, linear: bool, inputs: Optional[torch.Tensor], seed: int
     flat = flatten_layers(layers)
     if linear:
         net = linearised(layers)
-        x = torch.ones(1, _in_channels(flat), *hw, dtype=torch.float64)
+        x = torch.ones(1, 1, *hw, dtype=torch.float64)
     else:
         net = copy.deepcopy(nn.Sequential(*[m for _, m in flat])).eval()
         for m in net.modules():  # in-place ReLUs would overwrite outputs that autograd needs
             if hasattr(m, "inplace"):
                 m.inplace = False
+        channels = _in_channels(flat)
         if inputs is None:
             g = torch.Generator().manual_seed(seed)
-            inputs = torch.randn(1, _in_channels(flat), *hw, generator=g)
+            inputs = torch.randn(1, channels, *hw, generator=g)
+        elif (not isinstance(inputs, torch.Tensor) or inputs.dim() != 4
+              or tuple(inputs.shape[1:]) != (channels, *hw)):
+            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs)
+            raise ValueError(f"inputs must be a [batch, {channels}, {hw[0]}, {hw[1]}] tensor "
+                             f"(input_size {hw}), got {shape}")
         x = inputs.detach().clone()
     return net, x.requires_grad_(True)
 
@@ -426,29 +462,38 @@ def _extent(grad: torch.Tensor):
 
 
 def measured_receptive_field(layers, input_size: Size2, *, linear: bool = True,
-                             channel: Optional[int] = 0, seed: int = 0) -> list[MeasuredRF]:
+                             channel: Channel = 0, seed: int = 0,
+                             last_only: bool = False) -> list[MeasuredRF]:
     """Measure every layer's receptive field with autograd: one :class:`MeasuredRF` per layer.
 
     For each layer, back-propagate from the central unit of its output (channel ``channel`` at
-    the central position; ``None``: all channels there) to the input and take
+    the central position, ``None``: all channels there, ``"max"``: the largest one; only with
+    ``linear=False``) to the input and take
     the bounding box of the non-zero gradient. With ``linear=True`` (the default) the network
     is first :func:`linearised`, because through a real max-pool the gradient reaches only the
     arg-max of each window and a ReLU zeroes it wherever its input was negative: that naive
     measurement (``linear=False``, a seeded random input) gives the pixels that influenced the
     unit *for this input*, a sparse subset of the receptive field. ``input_size`` (pixels) must
     be large enough for the central unit's field to fit, else ``touches_border`` is set.
+    ``last_only=True`` measures only the last layer (one backward pass instead of one a layer).
     """
     hw = _input_hw(input_size)
     if hw is None:
         raise ValueError("measured_receptive_field needs input_size (pixels), e.g. 224")
     records = receptive_field(layers, hw)
     net, x = _prepare(layers, hw, linear, None, seed)
+    channel = 0 if linear else channel  # the linearised copy has one channel
     outputs, y = [], x
     for module in net:
         y = module(y)
         outputs.append(y)
-    results = []
+    results: list[MeasuredRF] = []
     for i, (out, record) in enumerate(zip(outputs, records)):
+        if last_only and i < len(outputs) - 1:
+            continue
+        if i and results and out is outputs[i - 1]:  # an identity (linear ReLU, BN...): same
+            results.append(replace(results[-1], name=record.name))
+            continue
         rows, cols = record.output_hw
         unit = ((rows - 1) // 2, (cols - 1) // 2)
         (grad,) = torch.autograd.grad(_select(out, channel, unit).sum(), x,

@@ -27,6 +27,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -266,6 +267,15 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
+@functools.lru_cache(maxsize=4)
+def _load(train: bool, root: Optional[str]):
+    """Fashion-MNIST images and labels, read (and hash-checked) once per process."""
+    from vgg_book.data import load_fashion_mnist
+
+    images, labels, _ = load_fashion_mnist(train=train, root=root)
+    return images, labels
+
+
 def _lr_at(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
     warmup = cfg.warmup_epochs * steps_per_epoch
     return cfg.lr * min(1.0, (step + 1) / warmup) if warmup > 0 else cfg.lr
@@ -275,8 +285,6 @@ def _lr_at(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
 def train(model: nn.Module, cfg: TrainConfig) -> dict:
     """Train ``model`` in place on Fashion-MNIST as ``cfg`` says; return the metrics dict."""
     from tqdm import tqdm
-
-    from vgg_book.data import load_fashion_mnist
 
     validate(cfg)
     rank, local_rank, world = _distributed()
@@ -314,8 +322,8 @@ def train(model: nn.Module, cfg: TrainConfig) -> dict:
                              f"({detail}); use the same settings, or a new --out")
 
     # Data: the whole split on the device as uint8.
-    train_x, train_y, _ = load_fashion_mnist(train=True, root=cfg.data_root)
-    test_x, test_y, _ = load_fashion_mnist(train=False, root=cfg.data_root)
+    train_x, train_y = _load(True, cfg.data_root)
+    test_x, test_y = _load(False, cfg.data_root)
     train_x, train_y = train_x[:cfg.limit_train], train_y[:cfg.limit_train]
     test_x, test_y = test_x[:cfg.limit_test], test_y[:cfg.limit_test]
     steps = len(train_x) // cfg.batch_size  # the last partial batch is dropped
@@ -368,7 +376,7 @@ def train(model: nn.Module, cfg: TrainConfig) -> dict:
               "amp_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
               "channels_last": channels_last, "train_images": steps * cfg.batch_size,
               "test_images": len(local_test) * world if world > 1 else len(test_x),
-              "mean": mean, "std": std, "torch": torch.__version__,
+              "mean": mean, "std": std, "torch": str(torch.__version__),
               "parameters": sum(p.numel() for p in model.parameters())}
     config.pop("progress")
     is_main = rank == 0

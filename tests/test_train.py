@@ -1,0 +1,216 @@
+"""vgg_book.train: on-device preprocessing, reproducibility, resume, faults, CLI and DDP.
+
+Everything runs on the CPU with a tiny VGG (widths 1..8, 32 hidden units) at 32x32 on a few
+hundred Fashion-MNIST images, so the whole file takes well under a minute and a half.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vgg_book import train as T
+from vgg_book.models import vgg
+
+TINY = dict(epochs=2, batch_size=32, lr=0.05, image_size=32, device="cpu", limit_train=256,
+            limit_test=128, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors run faster on one thread than on two busy ones (CI shares its cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_model(seed=0, dropout=0.5):
+    torch.manual_seed(seed)
+    return vgg("A", num_classes=10, in_channels=1, width_ratio=64, hidden=32, dropout=dropout)
+
+
+def same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ----------------------------------------------------------------------------- preprocessing
+def test_preprocess_resizes_normalises_crops_and_flips():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8, generator=g)
+    x = T.preprocess(images, 28, 0.0, 1.0)
+    assert x.shape == (4, 1, 28, 28) and torch.allclose(x[:, 0] * 255, images.float())
+    assert T.preprocess(images, 64, 0.5, 0.25).shape == (4, 1, 64, 64)
+    # Normalising before the bilinear resize equals normalising after it (it is linear).
+    after = (T.preprocess(images, 64, 0.0, 1.0) - 0.5) / 0.25
+    assert torch.allclose(T.preprocess(images, 64, 0.5, 0.25), after, atol=1e-5)
+    # A crop offset of AUG_PAD in both directions is the identity; 0 shifts down-right.
+    centre = torch.full((4, 2), T.AUG_PAD)
+    assert torch.equal(T.preprocess(images, 28, 0, 1, offsets=centre), x)
+    shifted = T.preprocess(images, 28, 0, 1, offsets=torch.zeros(4, 2, dtype=torch.long))
+    assert torch.equal(shifted[..., T.AUG_PAD:, T.AUG_PAD:], x[..., :-T.AUG_PAD, :-T.AUG_PAD])
+    assert shifted[..., :T.AUG_PAD, :].abs().sum() == 0  # padded with black
+    flips = torch.tensor([True, False, True, False])
+    flipped = T.preprocess(images, 28, 0, 1, flips=flips)
+    assert torch.equal(flipped[0], x[0].flip(-1)) and torch.equal(flipped[1], x[1])
+
+
+def test_normalisation_stats_of_fashion_mnist():
+    images, _ = T._load(True, None)
+    mean, std = T.normalisation_stats(images[:1000])
+    x = images[:1000].double() / 255
+    assert mean == pytest.approx(float(x.mean()), abs=1e-5)
+    assert std == pytest.approx(float(x.std()), abs=1e-5)
+
+
+# ----------------------------------------------------------------------------- reproducibility
+def test_fit_returns_metrics_and_is_reproducible():
+    a, b = tiny_model(), tiny_model()
+    m1 = T.fit(a, augment=True, **TINY)
+    m2 = T.fit(b, augment=True, **TINY)
+    assert [e["epoch"] for e in m1["epochs"]] == [1, 2]
+    for key in ("train_loss", "train_acc", "test_acc", "images_per_s", "seconds"):
+        assert all(key in e for e in m1["epochs"])
+    assert m1["config"]["train_images"] == 256 and m1["config"]["test_images"] == 128
+    assert [e["train_loss"] for e in m1["epochs"]] == [e["train_loss"] for e in m2["epochs"]]
+    assert same_weights(a, b)
+    c = tiny_model()
+    T.fit(c, **{**TINY, "seed": 1, "epochs": 1})  # another shuffle -> other weights
+    assert not same_weights(a, c)
+    json.dumps(m1)  # the metrics are plain JSON
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, monkeypatch):
+    whole = tiny_model()
+    full = T.fit(whole, out=tmp_path / "whole", augment=True, **TINY)
+
+    real_save = T._save
+
+    def save_then_die(out, model, *args):
+        real_save(out, model, *args)
+        if args[-3] == 1:  # epoch: stop right after the first checkpoint
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        T.fit(tiny_model(), out=tmp_path / "cut", augment=True, **TINY)
+    monkeypatch.setattr(T, "_save", real_save)
+    saved = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert [e["epoch"] for e in saved["epochs"]] == [1]
+
+    torch.manual_seed(123)  # a different global RNG state must not matter after resume
+    resumed = tiny_model(seed=99)  # the checkpoint's weights replace these
+    again = T.fit(resumed, out=tmp_path / "cut", resume=True, augment=True, **TINY)
+    assert same_weights(whole, resumed)
+    assert [e["train_loss"] for e in again["epochs"]] == [e["train_loss"] for e in full["epochs"]]
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert {"model", "optimizer", "scaler", "rng", "epoch"} <= ckpt.keys() and ckpt["epoch"] == 2
+    assert {"cpu", "cuda", "data"} <= ckpt["rng"][0].keys()
+    assert not list((tmp_path / "cut").glob("*.tmp"))  # temp files were renamed away
+
+
+# ----------------------------------------------------------------------------- faults
+def test_existing_out_is_refused_and_resume_needs_a_checkpoint(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text("{}")
+    with pytest.raises(ValueError, match="already exists.*--resume"):
+        T.fit(tiny_model(), out=tmp_path / "run", **TINY)
+    with pytest.raises(ValueError, match="cannot resume.*does not exist"):
+        T.fit(tiny_model(), out=tmp_path / "empty", resume=True, **TINY)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    T.fit(tiny_model(), out=tmp_path / "r", **{**TINY, "epochs": 1})
+    with pytest.raises(ValueError, match=r"settings differ.*lr: saved 0\.05, now 0\.1"):
+        T.fit(tiny_model(), out=tmp_path / "r", resume=True, **{**TINY, "epochs": 1, "lr": 0.1})
+
+
+@pytest.mark.parametrize("size", [16, 31])
+def test_image_size_below_32_is_refused(size):
+    with pytest.raises(ValueError, match="at least 32x32"):
+        T.fit(tiny_model(), **{**TINY, "image_size": size})
+
+
+def test_cuda_without_a_gpu_says_so():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="no CUDA GPU is available.*--device cpu"):
+        T.resolve_device("cuda")
+    assert T.resolve_device("auto").type == "cpu"
+    with pytest.raises(ValueError, match="unknown device"):
+        T.resolve_device("gpu0")
+
+
+def test_nan_loss_stops_with_epoch_step_and_advice():
+    with pytest.raises(T.TrainingError, match=r"NaN or infinite at epoch 1, step \d+ of 8.*"
+                                              r"lower the learning rate"):
+        T.fit(tiny_model(), **{**TINY, "lr": 1e12})
+
+
+def test_out_of_memory_names_the_batch_size(monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(T, "train_step", oom)
+    with pytest.raises(T.TrainingError, match=r"out of memory at batch size 32 .*--batch-size 16"):
+        T.fit(tiny_model(), **TINY)
+
+
+def test_too_few_images_for_a_batch():
+    with pytest.raises(ValueError, match="no full batch of 32"):
+        T.fit(tiny_model(), **{**TINY, "limit_train": 20})
+
+
+# ----------------------------------------------------------------------------- command line
+CLI = ["--model", "vgg11", "--width-ratio", "64", "--hidden", "32", "--image-size", "32",
+       "--epochs", "1", "--batch-size", "32", "--limit-train", "128", "--limit-test", "64",
+       "--device", "cpu", "--no-progress"]
+
+
+def test_cli_writes_metrics_checkpoint_and_plot(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert T.main([*CLI, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["model_spec"]["width_ratio"] == 64
+    assert len(metrics["epochs"]) == 1 and 0 <= metrics["epochs"][0]["test_acc"] <= 1
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    model = vgg("A", num_classes=10, in_channels=1, width_ratio=64, hidden=32)
+    model.load_state_dict(ckpt["model"])  # strict: the checkpoint holds this architecture
+    assert (out / "curves.png").stat().st_size > 1000
+    assert T.main([*CLI, "--out", str(out)]) == 2  # exists, no --resume
+    assert "error: output folder" in capsys.readouterr().err
+    assert T.main([*CLI, "--out", str(tmp_path / "x"), "--image-size", "16"]) == 2
+    assert "at least 32x32" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- DDP
+def test_torchrun_two_processes_matches_one(tmp_path):
+    """Same global batch on 2 gloo processes as on 1: same losses and weights (float noise)."""
+    args = ["--model", "vgg11", "--width-ratio", "64", "--hidden", "32", "--dropout", "0",
+            "--image-size", "32", "--epochs", "2", "--batch-size", "32", "--limit-train", "192",
+            "--limit-test", "64", "--device", "cpu", "--no-progress", "--no-plot", "--augment"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(T.__file__).parents[1])}
+    one = subprocess.run([sys.executable, "-m", "vgg_book.train", *args, "--out",
+                          str(tmp_path / "one")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "vgg_book.train", *args, "--out",
+                          str(tmp_path / "two")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert m2["config"]["world_size"] == 2 and m1["config"]["world_size"] == 1
+    for e1, e2 in zip(m1["epochs"], m2["epochs"], strict=True):
+        assert e2["train_loss"] == pytest.approx(e1["train_loss"], rel=1e-4)
+        assert e2["train_acc"] == e1["train_acc"]
+    w1 = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["model"]
+    w2 = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)["model"]
+    for k in w1:
+        assert torch.allclose(w1[k], w2[k], rtol=1e-4, atol=1e-6), k

@@ -1,0 +1,128 @@
+"""Vendor MathJax and the Jupyter widgets HTML manager from npm into ``_vendor/``.
+
+Usage:  .venv/bin/python tools/vendor.py [--force]
+
+The versions are pinned by ``tools/vendor/package.json`` and its lock file; ``npm ci``
+installs them into ``_build/npm/`` (needs the npm registry once; skipped when that install
+already matches the lock). Copied into ``_vendor/`` (git-ignored), which the offline build
+serves as ``_static/`` (``tools/book_offline.py``):
+- ``mathjax/``: ``tex-mml-chtml.js`` with its TeX extensions, CHTML woff2 fonts, menu and
+  accessibility components (not the speech engine ``sre/``);
+- ``widgets/``: ``embed.js`` of ``@jupyter-widgets/html-manager`` (needs no require.js), the
+  font files it references (no source maps) and ``mathjax2-shim.js`` (see MATHJAX2_SHIM);
+- ``VENDORED.json``: package versions and the number of files and bytes copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "tools" / "vendor"
+NPM_DIR = ROOT / "_build" / "npm"
+VENDOR = ROOT / "_vendor"
+
+MATHJAX = ["tex-mml-chtml.js", "input/tex/extensions", "output/chtml/fonts/woff-v2",
+           "a11y", "ui"]
+WIDGET_SUFFIXES = (".woff2", ".woff", ".ttf", ".eot", ".svg")
+
+# html-manager 1.x typesets widget labels with MathJax 2's API, MathJax.Hub.Queue(["Typeset",
+# MathJax.Hub, element]); the book loads MathJax 3, where MathJax.Hub is undefined and every
+# widget label throws a TypeError. Loaded (deferred, so after MathJax) by book_offline.py.
+MATHJAX2_SHIM = """\
+// Written by tools/vendor.py: MathJax 2's Hub.Queue, for @jupyter-widgets/html-manager 1.x.
+(function () {
+  var mj = window.MathJax;
+  if (!mj || mj.Hub) { return; }
+  mj.Hub = {Queue: function (job) {
+    var element = job && job[2];
+    var ready = mj.startup && mj.startup.promise ? mj.startup.promise : Promise.resolve();
+    return ready.then(function () {
+      return mj.typesetPromise ? mj.typesetPromise(element ? [element] : undefined) : null;
+    });
+  }};
+})();
+"""
+
+
+def npm_install(force: bool = False) -> Path:
+    """``npm ci`` the pinned packages into ``_build/npm``; return its ``node_modules``."""
+    lock = (SPEC / "package-lock.json").read_text()
+    modules = NPM_DIR / "node_modules"
+    done = NPM_DIR / "package-lock.json"
+    if not force and modules.is_dir() and done.is_file() and done.read_text() == lock:
+        return modules
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit("npm not found: install Node.js and npm (Debian: apt-get install -y npm)")
+    shutil.rmtree(NPM_DIR, ignore_errors=True)
+    NPM_DIR.mkdir(parents=True)
+    shutil.copy(SPEC / "package.json", NPM_DIR)
+    shutil.copy(SPEC / "package-lock.json", NPM_DIR)
+    subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+                   cwd=NPM_DIR, check=True)
+    return modules
+
+
+def copy_assets(modules: Path, dest: Path) -> dict:
+    """Copy the assets from ``modules`` into ``dest`` (a fresh folder); return a manifest."""
+    mathjax = modules / "mathjax" / "es5"
+    for rel in MATHJAX:
+        src, dst = mathjax / rel, dest / "mathjax" / rel
+        if src.is_dir():
+            shutil.copytree(src, dst)
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    dist = modules / "@jupyter-widgets" / "html-manager" / "dist"
+    (dest / "widgets").mkdir(parents=True)
+    shutil.copy2(dist / "embed.js", dest / "widgets" / "embed.js")
+    for font in dist.iterdir():
+        if font.suffix in WIDGET_SUFFIXES:
+            shutil.copy2(font, dest / "widgets" / font.name)
+    (dest / "widgets" / "mathjax2-shim.js").write_text(MATHJAX2_SHIM)
+    files = [p for p in dest.rglob("*") if p.is_file()]
+    versions = {name: json.loads((modules / name / "package.json").read_text())["version"]
+                for name in ("mathjax", "@jupyter-widgets/html-manager")}
+    return {"versions": versions, "files": len(files),
+            "bytes": sum(p.stat().st_size for p in files)}
+
+
+def vendor(force: bool = False) -> dict:
+    """Fill ``_vendor/`` (replacing it whole, via a temp folder and a rename)."""
+    modules = npm_install(force)
+    NPM_DIR.parent.mkdir(parents=True, exist_ok=True)  # _build/, git-ignored like _vendor/
+    tmp = Path(tempfile.mkdtemp(dir=NPM_DIR.parent, prefix="vendor."))
+    try:
+        manifest = copy_assets(modules, tmp)
+        (tmp / "VENDORED.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        old = NPM_DIR.parent / "vendor.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if VENDOR.exists():
+            os.replace(VENDOR, old)
+        os.replace(tmp, VENDOR)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--force", action="store_true", help="re-run npm ci")
+    args = parser.parse_args(argv)
+    manifest = vendor(args.force)
+    print(f"_vendor/: {manifest['files']} files, {manifest['bytes'] / 1e6:.1f} MB, "
+          + ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
