@@ -10,7 +10,6 @@ BIN := $(VENV)/bin
 FMNIST_SYSTEM := /usr/share/datasets/fashion-mnist
 # Debian packages the book needs: offline data, a browser for the page test, npm for vendoring.
 APT_PACKAGES := dataset-fashion-mnist chromium npm
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
 .PHONY: setup system book book-offline vendor test test-unit test-notebooks test-book \

@@ -92,6 +92,7 @@ ODD_STACK = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 def test_non_square_dilated_padded_stacks_per_axis():
     size = (61, 53)
     analytic = receptive_field(ODD_STACK, size)

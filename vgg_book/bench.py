@@ -76,16 +76,17 @@ class BenchSettings:
     check_epochs: int = 0       # quick mode: a short real training run for test_acc
     check_limit_train: Optional[int] = None
     check_image_size: int = 224
+    check_limit_test: Optional[int] = None
     lr: float = 0.05
 
 
 FULL = BenchSettings()
 QUICK_CUDA = replace(FULL, warmup=5, steps=20, vgg16_steps=5, tta_epochs=0, check_epochs=1,
                      check_limit_train=None)
-QUICK_CPU = BenchSettings(batch_size=32, image_size=64, width_ratio=4, warmup=1, steps=3,
-                          vgg16_batch=4, vgg16_image=64, vgg16_steps=2, matmul_n=1024,
-                          tta_epochs=0, check_epochs=1, check_limit_train=1024,
-                          check_image_size=32)
+QUICK_CPU = BenchSettings(batch_size=16, image_size=64, width_ratio=4, warmup=1, steps=3,
+                          vgg16_batch=2, vgg16_image=64, vgg16_steps=2, matmul_n=1024,
+                          tta_epochs=0, check_epochs=1, check_limit_train=512,
+                          check_image_size=32, check_limit_test=500)
 
 
 # ----------------------------------------------------------------------------- peaks and FLOPs
@@ -269,6 +270,13 @@ def _device_name(device: torch.device) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def _load_average() -> Optional[float]:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):  # not on every platform
+        return None
+
+
 def _utilisation(images_per_s, flops, peak_tflops):
     if images_per_s is None or not peak_tflops:
         return None
@@ -286,6 +294,7 @@ def run_benchmark(device: str = "auto", quick: bool = False, compile: bool = Fal
     s = settings or (QUICK_CUDA if quick and cuda else QUICK_CPU if quick else FULL)
     name = _device_name(dev)
     table_key, table_peak = table_peak_tflops(name) if cuda else (None, None)
+    load_before = _load_average()
     log(f"benchmark on {name} ({'quick' if quick else 'full'}): {asdict(s)}")
     measured_peak, peak_dtype = measured_matmul_tflops(dev, n=s.matmul_n)
     log(f"measured {peak_dtype} matmul peak: {measured_peak:.2f} TFLOP/s")
@@ -351,7 +360,8 @@ def run_benchmark(device: str = "auto", quick: bool = False, compile: bool = Fal
     image_size = s.image_size if s.tta_epochs else s.check_image_size
     metrics = fit(d2l_vgg11(width_ratio=s.width_ratio), epochs=run_epochs,
                   batch_size=s.batch_size, lr=s.lr, image_size=image_size, device=str(dev),
-                  limit_train=None if s.tta_epochs else s.check_limit_train, seed=0,
+                  limit_train=None if s.tta_epochs else s.check_limit_train,
+                  limit_test=None if s.tta_epochs else s.check_limit_test, seed=0,
                   progress=not quick, compile=compile and bool(s.tta_epochs))
     reached = next((e for e in metrics["epochs"] if e["test_acc"] >= TARGET_ACC), None)
     tta = {"target": TARGET_ACC, "max_epochs": s.tta_epochs,
@@ -372,6 +382,10 @@ def run_benchmark(device: str = "auto", quick: bool = False, compile: bool = Fal
         "python": platform.python_version(),
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "quick": quick, "compile": compile, "settings": asdict(s),
+        "load_average": {"before": load_before, "after": _load_average(),
+                         "cpus": os.cpu_count(),
+                         "note": "1-minute load average; above the CPU count, other processes "
+                                 "shared the cores and the CPU timings are pessimistic"},
         "model": f"d2l VGG-11 (config A, width ratio {s.width_ratio}, 1x{s.image_size}x"
                  f"{s.image_size}, 10 classes), batch {s.batch_size}",
         "flops_method": "torch.utils.flop_counter.FlopCounterMode on one forward pass, x3 for "
