@@ -57,7 +57,7 @@ def test_tiny_benchmark_writes_every_figure(tmp_path):
     tiny = bench.BenchSettings(batch_size=8, image_size=32, width_ratio=8, warmup=1, steps=1,
                                vgg16_batch=1, vgg16_image=32, vgg16_steps=1, matmul_n=128,
                                d2l=True, tta_epochs=0, check_epochs=1, check_limit_train=64,
-                               check_image_size=32)
+                               check_image_size=32, check_limit_test=64)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -99,3 +99,11 @@ def test_bad_inputs_at_forward():
         model(torch.zeros(1, 1, 28, 28))
     with pytest.raises(ValueError, match="4-D tensor"):
         model(torch.zeros(1, 28, 28))
+
+
+def test_conv_classifier_rejects_wrong_channels():
+    from vgg_book.models import fc_to_conv
+
+    conv_net = fc_to_conv(vgg("A", width_ratio=8, hidden=16).eval())
+    with pytest.raises(ValueError, match=r"expects 3 input channel\(s\), got 1"):
+        conv_net(torch.zeros(1, 1, 224, 224))

@@ -229,6 +229,10 @@ class ConvClassifier(nn.Module):
         self.min_size = min_size  # pixels: the 7x7 first layer needs a 7x7 map after the pools
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        in_channels = next(m for m in self.features.modules() if isinstance(m, nn.Conv2d)).in_channels
+        if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] != in_channels:
+            raise ValueError(f"the network expects {in_channels} input channel(s), got "
+                             f"{x.shape[1]} (input shape {tuple(x.shape)})")
         if isinstance(x, torch.Tensor) and x.dim() == 4 and min(x.shape[2:]) < self.min_size:
             raise ValueError(
                 f"input {x.shape[2]}x{x.shape[3]} is too small for the convolutional classifier: "
