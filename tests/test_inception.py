@@ -209,3 +209,13 @@ def test_gap_bad_input():
         gap(torch.randn(1, 3, 32, 32))
     with pytest.raises(ValueError, match="too small"):
         gap(torch.randn(1, 1, 28, 28))
+
+
+def test_googlenet_table_chains():
+    # Each module's output channels are the next one's input (pools between stages keep
+    # channels), and GoogLeNet ends with 1024 channels before its average pool.
+    names = list(GOOGLENET_INCEPTIONS)
+    for this, nxt in zip(names, names[1:]):
+        assert Inception.googlenet(this).out_channels == GOOGLENET_INCEPTIONS[nxt][0], (this, nxt)
+    assert Inception.googlenet("5b").out_channels == 1024
+    assert [GOOGLENET_SPATIAL[n] for n in names] == [28, 28, 14, 14, 14, 14, 14, 7, 7]
