@@ -197,7 +197,10 @@ def run(html: Path, out: Path, chromium: str, expect_widgets: set[str]) -> int:
         print(f"FAIL {rel}: expected widgets, but the page was not built")
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"screenshots and report.json in {out}")
-    return 1 if failed or missing else 0
+    passed = len(pages) - failed
+    failed += len(missing)
+    print(f"browser: {passed} passed, {failed} failed")
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
