@@ -214,3 +214,89 @@ def test_torchrun_two_processes_matches_one(tmp_path):
     w2 = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)["model"]
     for k in w1:
         assert torch.allclose(w1[k], w2[k], rtol=1e-4, atol=1e-6), k
+
+
+# ----------------------------------------------------------------------------- scale jittering
+JITTER = {**TINY, "scale_jitter": (32, 48)}
+
+
+def test_scale_jitter_resizes_then_crops_each_image_on_its_own():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8, generator=g)
+    big = T.preprocess(images, 40, 0.5, 0.25)
+    corners = torch.tensor([[0, 0], [8, 3], [5, 8]])
+    x = T.preprocess(images, 32, 0.5, 0.25, scale=40, crops=corners)
+    assert x.shape == (3, 1, 32, 32)
+    for b, (r, c) in enumerate(corners.tolist()):
+        assert torch.equal(x[b], big[b, :, r:r + 32, c:c + 32])
+    # scale == image_size with a zero corner is the plain resize
+    plain = T.preprocess(images, 32, 0.5, 0.25)
+    assert torch.equal(T.preprocess(images, 32, 0.5, 0.25, scale=32,
+                                    crops=torch.zeros(3, 2, dtype=torch.long)), plain)
+
+
+def test_jitter_draws_cover_the_range_and_repeat_with_the_seed():
+    sides, where = T.jitter_plan(500, 400, torch.Generator().manual_seed(3), (32, 48))
+    again, where2 = T.jitter_plan(500, 400, torch.Generator().manual_seed(3), (32, 48))
+    assert sides == again and torch.equal(where, where2)
+    assert min(sides) == 32 and max(sides) == 48 and len(set(sides)) == 17  # both ends included
+    assert where.shape == (500, 2) and 0 <= where.min() and where.max() < 1
+    other, _ = T.jitter_plan(500, 400, torch.Generator().manual_seed(4), (32, 48))
+    assert other != sides
+
+
+def test_fit_with_scale_jitter_is_reproducible_and_differs_from_without():
+    a, b, c = tiny_model(), tiny_model(), tiny_model()
+    m1 = T.fit(a, **JITTER)
+    m2 = T.fit(b, **JITTER)
+    assert same_weights(a, b)
+    assert m1["config"]["scale_jitter"] == (32, 48) and m1["config"]["image_size"] == 32
+    json.dumps(m1)
+    T.fit(c, **TINY)
+    assert not same_weights(a, c)  # the jitter really changed the training images
+    # Per-step losses: one per batch, and their mean is the epoch's loss (equal batches).
+    for e in m1["epochs"]:
+        assert len(e["step_losses"]) == 256 // 32
+        assert sum(e["step_losses"]) / len(e["step_losses"]) == pytest.approx(e["train_loss"],
+                                                                               rel=1e-5)
+
+
+def test_resume_with_scale_jitter_gives_the_same_weights(tmp_path, monkeypatch):
+    whole = tiny_model()
+    T.fit(whole, out=tmp_path / "whole", augment=True, **JITTER)
+    real_save = T._save
+
+    def save_then_die(out, model, *args):
+        real_save(out, model, *args)
+        if args[-3] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        T.fit(tiny_model(), out=tmp_path / "cut", augment=True, **JITTER)
+    monkeypatch.setattr(T, "_save", real_save)
+    resumed = tiny_model(seed=99)
+    T.fit(resumed, out=tmp_path / "cut", resume=True, augment=True, **JITTER)
+    assert same_weights(whole, resumed)
+    with pytest.raises(ValueError, match=r"settings differ.*scale_jitter: saved \(32, 48\), now None"):
+        T.fit(tiny_model(), out=tmp_path / "cut", resume=True, augment=True, **TINY)
+
+
+@pytest.mark.parametrize("jitter, message", [
+    ((16, 48), r"starts below image_size=32.*lo >= 32"),
+    ((48, 40), r"lo > hi.*\(40, 48\)"),
+    ((32.0, 48), "two integers"),
+    ((32,), "two integers"),
+    (48, "two integers"),
+])
+def test_bad_scale_jitter_is_refused(jitter, message):
+    with pytest.raises(ValueError, match=message):
+        T.fit(tiny_model(), **{**TINY, "scale_jitter": jitter})
+
+
+def test_cli_scale_jitter(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert T.main([*CLI, "--no-plot", "--scale-jitter", "32", "40", "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["config"]["scale_jitter"] == [32, 40]
+    assert T.main([*CLI, "--scale-jitter", "24", "40", "--out", str(tmp_path / "bad")]) == 2
+    assert "starts below image_size=32" in capsys.readouterr().err

@@ -7,10 +7,16 @@ The recipe in plain sight (nanoGPT style, one file you read top to bottom):
   device* with tensor ops (``F.interpolate``): no PIL, no DataLoader workers.
 * The shuffle order and the augmentation draws of an epoch come from one CPU generator, made
   in one go at the start of the epoch and copied to the device once.
+* Scale jittering (the VGG paper's multi-scale training, section 3.1): with
+  ``scale_jitter=(lo, hi)`` each batch is resized to a side S drawn uniformly from
+  ``lo..hi`` (one S per batch) and every image gets its own random ``image_size`` crop of it.
+  Evaluation always uses the whole image resized to ``image_size`` (no crop).
 * On CUDA: bf16 autocast (fp16 with a ``GradScaler`` where bf16 is missing), channels_last,
   cuDNN autotuning, and ``torch.compile`` when asked.
 * Loss and correct counts are summed on the device; the host reads them only every
   ``SYNC_EVERY`` steps (to check for NaN and update the progress bar) and at the epoch's end.
+  Each step's loss is kept in a device tensor too and read once at the epoch's end
+  (``step_losses`` in the epoch's record).
 * Checkpoints (model, optimizer, scaler, RNG states, history) are written to a temp file and
   renamed, so a killed run never leaves half a file; ``resume`` continues from the last
   complete epoch and, on CPU, ends with the same weights as an uninterrupted run.
@@ -22,6 +28,7 @@ Command line::
 
     python -m vgg_book.train --model vgg11 --width-ratio 4 --image-size 224 --epochs 10 \\
         --batch-size 128 --lr 0.05 --device auto --out runs/vgg11-224
+    python -m vgg_book.train --model vgg11 --image-size 224 --scale-jitter 256 512 ...
 """
 
 from __future__ import annotations
@@ -45,7 +52,8 @@ from torch import nn
 from vgg_book.models import ALIASES, CONFIGS, MIN_INPUT_SIZE, vgg
 
 __all__ = ["TrainConfig", "TrainingError", "fit", "train", "resolve_device", "preprocess",
-           "normalisation_stats", "predict", "train_step", "amp_dtype_for", "main"]
+           "normalisation_stats", "predict", "train_step", "amp_dtype_for", "epoch_plan",
+           "jitter_plan", "main"]
 
 #: Steps between host reads of the running loss (NaN check, progress bar) on an accelerator.
 SYNC_EVERY = 50
@@ -55,8 +63,8 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 #: Config keys that must match for ``resume`` to continue a run.
 RESUME_KEYS = ("model_spec", "batch_size", "lr", "momentum", "weight_decay", "image_size",
-               "seed", "augment", "limit_train", "limit_test", "epochs", "warmup_epochs",
-               "world_size")
+               "seed", "augment", "scale_jitter", "limit_train", "limit_test", "epochs",
+               "warmup_epochs", "world_size")
 
 
 class TrainingError(RuntimeError):
@@ -79,6 +87,7 @@ class TrainConfig:
     limit_test: Optional[int] = None
     seed: int = 0
     augment: bool = False
+    scale_jitter: Optional[tuple[int, int]] = None  # (S_min, S_max): resize to S, crop image_size
     progress: bool = True
     compile: bool = False
     out: Optional[str] = None
@@ -114,8 +123,28 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.weight_decay < 0 or cfg.warmup_epochs < 0:
         raise ValueError("weight_decay and warmup_epochs must be >= 0, got "
                          f"{cfg.weight_decay!r} and {cfg.warmup_epochs!r}")
+    cfg.scale_jitter = check_scale_jitter(cfg.scale_jitter, cfg.image_size)
     if cfg.resume and cfg.out is None:
         raise ValueError("resume=True needs out= (the run folder holding checkpoint.pt)")
+
+
+def check_scale_jitter(scale_jitter, image_size: int) -> Optional[tuple[int, int]]:
+    """``None``, or ``(lo, hi)`` as a tuple of ints with ``image_size <= lo <= hi`` (pixels)."""
+    if scale_jitter is None:
+        return None
+    if (not isinstance(scale_jitter, (tuple, list)) or len(scale_jitter) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in scale_jitter)):
+        raise ValueError(f"scale_jitter must be None or two integers (lo, hi) in pixels, got "
+                         f"{scale_jitter!r}; e.g. scale_jitter=(256, 512) with image_size=224")
+    lo, hi = scale_jitter
+    if lo < image_size:
+        raise ValueError(f"scale_jitter=({lo}, {hi}) starts below image_size={image_size}: the "
+                         f"{image_size}x{image_size} crop must fit inside the resized image; use "
+                         f"lo >= {image_size}, e.g. ({image_size}, {max(hi, 2 * image_size)})")
+    if lo > hi:
+        raise ValueError(f"scale_jitter=({lo}, {hi}) has lo > hi; give the range as "
+                         f"(smallest side, largest side), e.g. ({hi}, {lo})")
+    return (lo, hi)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -156,13 +185,16 @@ def normalisation_stats(images: torch.Tensor) -> tuple[float, float]:
 
 def preprocess(images: torch.Tensor, image_size: int, mean: float, std: float,
                offsets: Optional[torch.Tensor] = None, flips: Optional[torch.Tensor] = None,
-               channels_last: bool = False) -> torch.Tensor:
+               channels_last: bool = False, scale: Optional[int] = None,
+               crops: Optional[torch.Tensor] = None) -> torch.Tensor:
     """uint8 ``[B, 28, 28]`` -> float ``[B, 1, image_size, image_size]``, on the images' device.
 
     ``offsets`` (int ``[B, 2]`` in ``0..2*AUG_PAD``) take a random 28x28 crop of the image padded
     by ``AUG_PAD`` black pixels; ``flips`` (bool ``[B]``) mirror left-right. Normalising before
     the (linear) bilinear resize gives the same result as after, on 784 instead of
-    ``image_size**2`` pixels.
+    ``image_size**2`` pixels. Scale jittering: ``scale`` (pixels, >= ``image_size``) resizes to
+    ``scale x scale`` instead, then ``crops`` (int ``[B, 2]``, row and column of the top-left
+    corner, in ``0..scale - image_size``) cut each image's own ``image_size`` square out of it.
     """
     x = images.unsqueeze(1).float().div_(255)
     if offsets is not None:
@@ -175,11 +207,35 @@ def preprocess(images: torch.Tensor, image_size: int, mean: float, std: float,
     if flips is not None:
         x = torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
     x = (x - mean) / std
-    if image_size != x.shape[-1]:
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    side = image_size if scale is None else scale
+    if side != x.shape[-1]:
+        x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+    if scale is not None:
+        x = _crop(x, crops, image_size)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+def _crop(x: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B, C, S, S]`` -> ``[B, C, size, size]``: image b's square at ``corners[b]`` (row, col)."""
+    n, c = x.shape[:2]
+    span = torch.arange(size, device=x.device)
+    rows = corners[:, 0, None] + span  # [B, size]
+    cols = corners[:, 1, None] + span
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    chan = torch.arange(c, device=x.device)[None, :, None, None]
+    return x[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def jitter_plan(n: int, steps: int, generator: torch.Generator,
+                scale_jitter: tuple[int, int]) -> tuple[list[int], torch.Tensor]:
+    """One epoch's scale-jitter draws from ``generator`` (CPU): a side S per batch and a crop
+    position per image, as fractions in [0, 1) of the ``S - image_size + 1`` possible offsets
+    (so one draw serves any S)."""
+    lo, hi = scale_jitter
+    sides = torch.randint(lo, hi + 1, (steps,), generator=generator).tolist()
+    return sides, torch.rand(n, 2, generator=generator)
 
 
 def epoch_plan(n: int, generator: torch.Generator, augment: bool):
@@ -312,7 +368,7 @@ def train(model: nn.Module, cfg: TrainConfig) -> dict:
         ckpt = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
         saved = ckpt["config"]
         diff = {k: (saved.get(k), getattr(cfg, k)) for k in RESUME_KEYS
-                if saved.get(k) != getattr(cfg, k)}
+                if _plain(saved.get(k)) != _plain(getattr(cfg, k))}
         n_params = sum(p.numel() for p in model.parameters())
         if saved.get("parameters") != n_params:
             diff["parameters"] = (saved.get("parameters"), n_params)
@@ -386,6 +442,10 @@ def train(model: nn.Module, cfg: TrainConfig) -> dict:
         order = order.to(device)
         offsets = offsets.to(device) if offsets is not None else None
         flips = flips.to(device) if flips is not None else None
+        if cfg.scale_jitter is not None:
+            sides, crop_at = jitter_plan(len(train_x), steps, generator, cfg.scale_jitter)
+            crop_at = crop_at.to(device)
+        step_losses = torch.zeros(steps, device=device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         first_bad = torch.full((), -1, dtype=torch.int64, device=device)
@@ -397,10 +457,14 @@ def train(model: nn.Module, cfg: TrainConfig) -> dict:
         for step in range(steps):
             lo = step * cfg.batch_size + rank * local_batch  # this rank's slice of the batch
             pick = order[lo:lo + local_batch]
+            scale = crops = None
+            if cfg.scale_jitter is not None:
+                scale = sides[step]
+                crops = (crop_at[lo:lo + local_batch] * (scale - cfg.image_size + 1)).long()
             x = preprocess(train_x[pick], cfg.image_size, mean, std,
                            offsets[lo:lo + local_batch] if offsets is not None else None,
                            flips[lo:lo + local_batch] if flips is not None else None,
-                           channels_last)
+                           channels_last, scale=scale, crops=crops)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(epoch * steps + step, cfg, steps)
             try:
@@ -414,6 +478,7 @@ def train(model: nn.Module, cfg: TrainConfig) -> dict:
             bad = ~torch.isfinite(loss)
             first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
             loss_sum += loss.float() * local_batch
+            step_losses[step] = loss.float()  # no host read: copied on the device
             correct += right
             bar.update(1)
             if (step + 1) % sync_every == 0 or step + 1 == steps:
@@ -427,6 +492,8 @@ def train(model: nn.Module, cfg: TrainConfig) -> dict:
         totals = torch.stack([loss_sum.double(), correct.double()])
         if world > 1:
             torch.distributed.all_reduce(totals)
+            torch.distributed.all_reduce(step_losses)
+            step_losses /= world
         _sync(device)
         seconds = time.perf_counter() - t0
         bar.close()
@@ -445,7 +512,8 @@ def train(model: nn.Module, cfg: TrainConfig) -> dict:
                   "seconds": seconds,
                   "eval_seconds": time.perf_counter() - t1,
                   "elapsed": elapsed,
-                  "lr": optimizer.param_groups[0]["lr"]}
+                  "lr": optimizer.param_groups[0]["lr"],
+                  "step_losses": step_losses.tolist()}
         history.append(record)
         if is_main and (cfg.progress):
             print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, "
@@ -456,6 +524,11 @@ def train(model: nn.Module, cfg: TrainConfig) -> dict:
                   world, is_main)
     metrics = {"config": config, "epochs": history}
     return metrics
+
+
+def _plain(value):
+    """Lists and tuples compare equal (a saved ``(lo, hi)`` may come back as either)."""
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def _sync(device: torch.device) -> None:
@@ -493,20 +566,24 @@ def _save(out: Path, model, optimizer, scaler, generator, device, config, histor
 def fit(model: nn.Module, *, epochs: int, batch_size: int = 128, lr: float = 0.05,
         image_size: int = 224, device: str = "auto", limit_train: Optional[int] = None,
         limit_test: Optional[int] = None, seed: int = 0, augment: bool = False,
-        progress: bool = True, compile: bool = False, out: Optional[str] = None,
-        resume: bool = False) -> dict:
+        scale_jitter: Optional[tuple[int, int]] = None, progress: bool = True,
+        compile: bool = False, out: Optional[str] = None, resume: bool = False) -> dict:
     """Train ``model`` (1 x image_size x image_size in, 10 classes out) on Fashion-MNIST.
 
     Plain SGD at learning rate ``lr`` (d2l's recipe), global batch ``batch_size`` images;
     ``limit_train``/``limit_test`` keep the first N images of each split. The model is trained
-    in place (and left on the device). Returns ``{"config": {...}, "epochs": [{"epoch",
-    "train_loss", "train_acc", "test_acc", "images_per_s", "seconds", ...}, ...]}``;
+    in place (and left on the device). ``scale_jitter=(lo, hi)`` trains on random
+    ``image_size`` crops of each batch resized to a side drawn from ``lo..hi`` pixels (the VGG
+    paper's multi-scale training); tests always see the whole image at ``image_size``. Returns ``{"config": {...}, "epochs": [{"epoch",
+    "train_loss", "train_acc", "test_acc", "images_per_s", "seconds", "step_losses",
+    ...}, ...]}``; ``step_losses`` holds each training step's mean loss;
     ``seconds`` is an epoch's training time, ``elapsed`` the run's wall time including tests.
     With ``out``, writes ``out/metrics.json`` and ``out/checkpoint.pt`` after every epoch.
     """
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
                       device=device, limit_train=limit_train, limit_test=limit_test, seed=seed,
-                      augment=augment, progress=progress, compile=compile,
+                      augment=augment, scale_jitter=scale_jitter, progress=progress,
+                      compile=compile,
                       out=None if out is None else str(out), resume=resume)
     return train(model, cfg)
 
@@ -527,6 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--warmup-epochs", type=float, default=0.0)
     p.add_argument("--augment", action="store_true", help="random crop (pad 2) and flip")
+    p.add_argument("--scale-jitter", type=int, nargs=2, metavar=("LO", "HI"), default=None,
+                   help="multi-scale training: resize each batch to a side drawn from LO..HI "
+                        "pixels, then crop --image-size (VGG paper: 256 512 with 224)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
     p.add_argument("--limit-train", type=int, default=None)
@@ -550,6 +630,7 @@ def main(argv=None) -> int:
                       warmup_epochs=args.warmup_epochs, image_size=args.image_size,
                       device=args.device, limit_train=args.limit_train,
                       limit_test=args.limit_test, seed=args.seed, augment=args.augment,
+                      scale_jitter=None if args.scale_jitter is None else tuple(args.scale_jitter),
                       progress=not args.no_progress, compile=args.compile, out=args.out,
                       resume=args.resume, model_spec=spec, data_root=args.data_root)
     try:
