@@ -155,7 +155,7 @@ def load_fashion_mnist(train: bool = True, root: Optional[Union[str, os.PathLike
                 "*-ubyte(.gz) files, or call with download=True when online")
         try:
             directory = _download(Path(root) if root is not None else Path("data"))
-        except DataError:
+        except DataError:  # a corrupt download already says which file is wrong
             raise
         except Exception as e:  # network errors come in many types
             raise FileNotFoundError(
