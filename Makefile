@@ -1,7 +1,8 @@
 # Two commands do all set-up on a fresh machine:
-#   make book   - build the HTML book, executing every chapter (_build/html/index.html)
-#   make test   - unit tests, nbval on every chapter, a strict offline book build and a
-#                 browser test of every built page
+#   make book   - build the HTML book, executing every chapter (_build/html/index.html); the
+#                 pages load nothing from the network (MathJax and widgets vendored)
+#   make test   - unit tests, nbval on every chapter, reader notebooks up to date, a strict
+#                 book build, a browser test of every page, and the reader-environment test
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,8 +13,8 @@ FMNIST_SYSTEM := /usr/share/datasets/fashion-mnist
 APT_PACKAGES := dataset-fashion-mnist chromium npm
 export PYTHONHASHSEED := 0
 
-.PHONY: setup system book book-offline vendor test test-unit test-notebooks test-book \
-        test-html assignments grade clean
+.PHONY: setup system book book-offline vendor notebooks test test-unit test-notebooks \
+        test-book test-html test-reader assignments grade clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,33 +40,44 @@ system:
 	  else echo "missing Debian packages:$$missing (install them with apt-get)"; fi; \
 	fi
 
+# One HTML build: MathJax and the widget manager are vendored from npm into _vendor/ and
+# served from _static/, so the published pages and a downloaded _build/html work offline.
 book: setup
-	$(BIN)/jupyter-book build . --all -W --keep-going
+	$(PY) tools/book_offline.py
 	@echo "open _build/html/index.html"
+
+book-offline: book
 
 vendor: setup
 	$(PY) tools/vendor.py
 
-# Same pages with MathJax and the widgets library vendored: a downloaded copy works offline.
-book-offline: setup
-	$(PY) tools/book_offline.py
+# notebooks/NN_name.ipynb: each chapter with its glued numbers in the text (committed; the
+# Colab and download buttons open them). Run after executing a chapter.
+notebooks: setup
+	$(PY) tools/reader_notebooks.py
 
 test-unit: setup
 	$(BIN)/pytest -q tests
 
 test-notebooks: setup
 	$(BIN)/pytest -q --nbval-lax --nbval-current-env chapters
+	$(PY) tools/reader_notebooks.py --check
 
-# The strict build (-W: a failing cell fails it) is the offline build, so that the browser
-# test below opens the pages it made and chapters execute only once here.
+# The strict build (-W: a warning or a missing glue value fails it) renders the outputs that
+# test-notebooks has just executed and checked, so chapters do not execute a third time here.
 test-book: setup
-	$(PY) tools/book_offline.py
+	$(PY) tools/book_offline.py --execute off
 
 test-html: setup
-	@grep -q "_static/mathjax/tex-mml-chtml.js" _build/html/intro.html 2>/dev/null || $(PY) tools/book_offline.py
+	@grep -q "_static/mathjax/tex-mml-chtml.js" _build/html/intro.html 2>/dev/null || $(PY) tools/book_offline.py --execute off
 	$(PY) tools/browser_test.py --expect-widgets chapters/02_receptive_fields.html
 
-test: test-unit test-notebooks test-book test-html
+# Every reader notebook on a Colab stand-in: the wheel in a copy of .venv without the build
+# tools, run from an empty folder; and a student notebook's checks (tools/reader_env.py).
+test-reader: setup
+	$(PY) tools/reader_env.py
+
+test: test-unit test-notebooks test-book test-html test-reader
 
 assignments: setup
 	$(PY) tools/assignments.py

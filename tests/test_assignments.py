@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import assignments  # noqa: E402
 import chapter_cells  # noqa: E402
 import grade  # noqa: E402
+import reader_notebooks  # noqa: E402
 from fixture_chapter import (HIDDEN_MESSAGE, PUBLIC_MESSAGE, SOLUTION_LINES,  # noqa: E402
                              write_fixture_chapter)
 
@@ -147,7 +148,13 @@ def test_chapter1_assignment(tmp_path):
     source = tmp_path / CHAPTER1.name
     source.write_bytes(CHAPTER1.read_bytes())
     assert chapter_cells.main([str(source)]) == 0
-    student, _ = assignments.assign(source, tmp_path / "out", run_tests=True)  # teacher: 100%
+    # From the reader version, as `make assignments` does: students read numbers, not roles.
+    student, _ = assignments.assign_chapter(source, tmp_path / "out", run_tests=True)
+    handed_out = nbformat.read(student / CHAPTER1.name, as_version=4)
+    roles = sum(c.source.count("{glue:text}") for c in nbformat.read(source, as_version=4).cells)
+    raw = [m for c in handed_out.cells if c.cell_type == "markdown"
+           for m in reader_notebooks.leftover_myst(c.source)]
+    assert roles > 0 and raw == [], raw[:3]
     nb = run_notebook(student / CHAPTER1.name)
     checks = check_outputs(nb)
     assert checks, "chapter 1's student version has no grader.check cells"

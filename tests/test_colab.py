@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -20,7 +21,8 @@ import pytest
 from packaging.requirements import Requirement
 
 import vgg_book
-from vgg_book.colab import REPOSITORY, in_colab, install_requirement, setup_cell_source
+from vgg_book.colab import (REPOSITORY, SPEC_VARIABLE, in_colab, install_requirement,
+                            setup_cell_source)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -47,12 +49,15 @@ print(json.dumps({
 """
 
 
-def run_setup_cell(source: str, tmp_path: Path, colab: bool) -> dict:
+def run_setup_cell(source: str, tmp_path: Path, colab: bool, spec: str | None = None) -> dict:
     cell = tmp_path / "cell.py"
     cell.write_text(source)
+    env = {k: v for k, v in os.environ.items() if k != SPEC_VARIABLE}
+    if spec is not None:
+        env[SPEC_VARIABLE] = spec
     proc = subprocess.run(
         [sys.executable, "-c", RUNNER, str(cell), "colab" if colab else "plain"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -61,7 +66,7 @@ def test_setup_cell_does_nothing_outside_colab(tmp_path):
     run = run_setup_cell(setup_cell_source(), tmp_path, colab=False)
     assert run["ok"]
     assert run["calls"] == []
-    assert run["new_names"] == ["sys"]  # the cell only imported sys
+    assert run["new_names"] == ["os", "sys"]  # the cell only imported os and sys
     assert run["new_modules"] == []  # and loaded no module
     assert not in_colab()
 
@@ -77,6 +82,16 @@ def test_setup_cell_installs_pinned_package_on_colab(tmp_path):
     assert req.name == "vgg-book" and not req.extras and not req.specifier
     assert req.url == f"git+{REPOSITORY}@v{vgg_book.__version__}"
     assert "torch" not in run["calls"][0]
+
+
+@pytest.mark.parametrize("spec", ["/tmp/wheels/vgg_book-0.1.0-py3-none-any.whl",
+                                  "vgg-book @ git+https://github.com/a-fork/vgg-book@main"])
+def test_setup_cell_installs_the_spec_from_the_environment(tmp_path, spec):
+    run = run_setup_cell(setup_cell_source(), tmp_path, colab=True, spec=spec)
+    assert run["ok"] and len(run["calls"]) == 1
+    assert shlex.split(run["calls"][0]) == ["install", "-q", spec]
+    plain = run_setup_cell(setup_cell_source(), tmp_path, colab=False, spec=spec)
+    assert plain["ok"] and plain["calls"] == []  # outside Colab the variable changes nothing
 
 
 def test_install_requirement_checks_its_version():

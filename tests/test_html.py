@@ -21,6 +21,7 @@ from bs4 import BeautifulSoup
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import chapter_cells  # noqa: E402
+import reader_notebooks  # noqa: E402
 from fixture_chapter import PUBLIC_MESSAGE, SOLUTION_LINES, write_fixture_chapter  # noqa: E402
 
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -37,7 +38,9 @@ def colab_url(notebook: str) -> str:
 def tiny_book(tmp_path_factory) -> Path:
     book = tmp_path_factory.mktemp("book")
     (book / "chapters").mkdir()
-    assert chapter_cells.main([str(write_fixture_chapter(book / "chapters/99_fixture.ipynb"))]) == 0
+    chapter = write_fixture_chapter(book / "chapters/99_fixture.ipynb")
+    assert chapter_cells.main([str(chapter)]) == 0
+    assert reader_notebooks.main([str(chapter), "--out", str(book / "notebooks")]) == 0
     config = dict(CONFIG, execute=dict(CONFIG["execute"], execute_notebooks="off"))
     # Local Sphinx extensions live in this repository, not in the temp book.
     config["sphinx"] = dict(CONFIG["sphinx"], local_extensions={
@@ -67,20 +70,22 @@ def test_config_has_colab_and_repository():
     assert CONFIG["repository"].get("path_to_book", "") == ""
 
 
-def test_colab_button_points_at_the_notebook(tiny_book):
+def test_colab_button_opens_the_reader_notebook(tiny_book):
     links = colab_links(page(tiny_book / "chapters" / "99_fixture.html"))
-    assert links == [colab_url("chapters/99_fixture.ipynb")]
-    assert (tiny_book.parent.parent / "chapters" / "99_fixture.ipynb").is_file()
+    assert links == [colab_url("notebooks/99_fixture.ipynb")]
+    assert (tiny_book.parent.parent / "notebooks" / "99_fixture.ipynb").is_file()
 
 
-def test_download_button_serves_the_notebook(tiny_book):
+def test_download_button_serves_the_reader_notebook(tiny_book):
     soup = page(tiny_book / "chapters" / "99_fixture.html")
     hrefs = [a["href"] for a in soup.find_all("a", href=True) if a["href"].endswith(".ipynb")
              and not a["href"].startswith("http")]
-    assert hrefs == ["../_sources/chapters/99_fixture.ipynb"], hrefs
-    served = json.loads((tiny_book / "_sources" / "chapters" / "99_fixture.ipynb").read_text())
-    source = json.loads((tiny_book.parent.parent / "chapters" / "99_fixture.ipynb").read_text())
-    assert served["cells"] == source["cells"]
+    assert hrefs == ["../notebooks/99_fixture.ipynb"], hrefs
+    served = (tiny_book / "notebooks" / "99_fixture.ipynb").read_text()
+    reader = (tiny_book.parent.parent / "notebooks" / "99_fixture.ipynb").read_text()
+    assert served == reader
+    cells = json.loads(served)["cells"]
+    assert not any(c["cell_type"] == "raw" for c in cells)  # no otter markers for readers
 
 
 def test_otter_cells_do_not_show(tiny_book):
@@ -128,4 +133,5 @@ def test_offline_config_loads_nothing_from_the_network():
     assert "http" not in json.dumps(sphinx)
     # The config file is written to _build/: local extension paths must not be relative.
     assert config["sphinx"]["local_extensions"] == {
-        "dedupe_scripts": str(ROOT / "tools" / "sphinx_ext")}
+        "dedupe_scripts": str(ROOT / "tools" / "sphinx_ext"),
+        "reader_links": str(ROOT / "tools" / "sphinx_ext")}

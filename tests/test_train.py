@@ -300,3 +300,34 @@ def test_cli_scale_jitter(tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["config"]["scale_jitter"] == [32, 40]
     assert T.main([*CLI, "--scale-jitter", "24", "40", "--out", str(tmp_path / "bad")]) == 2
     assert "starts below image_size=32" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- GPU precision
+@pytest.mark.parametrize("capability, expected", [
+    ((7, 5), torch.float16),   # T4 (Colab's free GPU): bf16 only emulated
+    ((7, 0), torch.float16),   # V100
+    ((8, 0), torch.bfloat16),  # A100
+    ((8, 9), torch.bfloat16),  # L4
+    ((9, 0), torch.bfloat16),  # H100
+])
+def test_amp_dtype_needs_native_bf16(monkeypatch, capability, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    # What torch says on a T4 by default (emulation counts): it must not decide.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert T.amp_dtype_for(torch.device("cuda")) == expected
+    assert T.amp_dtype_for(torch.device("cuda", 0)) == expected
+
+
+def test_amp_dtype_is_fp32_on_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert T.amp_dtype_for(torch.device("cpu")) is None
+
+
+@pytest.mark.parametrize("amp_dtype, scaled", [(torch.float16, True), (torch.bfloat16, False),
+                                                (None, False)])
+def test_grad_scaler_only_for_fp16(monkeypatch, amp_dtype, scaled):
+    made = []
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: made.append(
+        (device, enabled)) or "scaler")
+    assert T.grad_scaler_for(torch.device("cuda"), amp_dtype) == "scaler"
+    assert made == [("cuda", scaled)]

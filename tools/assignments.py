@@ -3,7 +3,9 @@
 Usage:  .venv/bin/python tools/assignments.py [--out DIR] [--no-run-tests] [NOTEBOOK ...]
         (no NOTEBOOK: every ``chapters/*.ipynb`` with an ``# ASSIGNMENT CONFIG`` cell)
 
-For a chapter ``NN_name`` it writes
+A chapter is first turned into its reader version (``tools/reader_notebooks.py``, otter's
+raw cells kept), so that students read numbers where the source has MyST glue roles. For a
+chapter ``NN_name`` it writes
 - ``DIR/student/NN_name/NN_name.ipynb``: solutions replaced by ``...``, outputs removed,
   public tests kept in the notebook (students run ``grader.check("q1")``);
 - ``DIR/autograder/NN_name/``: the teacher notebook and ``NN_name-autograder_*.zip``, which
@@ -27,6 +29,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reader_notebooks  # noqa: E402
 from chapter_cells import otter_marker  # noqa: E402
 
 
@@ -107,6 +110,15 @@ def assign(path: Path, out: Path, run_tests: bool = True) -> tuple[Path, Path]:
     return student, autograder
 
 
+def assign_chapter(chapter: Path, out: Path, run_tests: bool = True) -> tuple[Path, Path]:
+    """``assign`` the reader version of ``chapter`` (glue roles replaced by their values)."""
+    source = out / "_source" / chapter.name
+    source.parent.mkdir(parents=True, exist_ok=True)
+    reader_notebooks.write_atomic(reader_notebooks.reader_notebook(chapter, keep_otter=True),
+                                  source)
+    return assign(source, out, run_tests=run_tests)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
@@ -123,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in paths:
         try:
-            student, autograder = assign(path, out, run_tests=not args.no_run_tests)
-        except RuntimeError as err:
+            student, autograder = assign_chapter(path, out, run_tests=not args.no_run_tests)
+        except (RuntimeError, reader_notebooks.ReaderError) as err:
             print(f"FAILED {path}: {err}", file=sys.stderr)
             failed += 1
             continue

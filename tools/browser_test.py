@@ -12,8 +12,9 @@ not ``file:``/``data:``/``blob:``. Per page it checks:
 - every embedded widget view rendered; pages given by ``--expect-widgets``, and chapter pages
   whose notebook stores widget outputs, must have at least one;
 - every image loaded (``naturalWidth > 0``);
-- chapter pages: the Colab button points at ``chapters/NN_name.ipynb`` of the repository and
-  branch in ``_config.yml``, and the download button's ``.ipynb`` exists.
+- chapter pages: the Colab button points at the reader notebook ``notebooks/NN_name.ipynb`` of
+  the repository and branch in ``_config.yml``, and the download button's ``.ipynb`` is a copy
+  of that notebook.
 A full-page screenshot of each page goes to ``OUT/<page>.png``, the findings to
 ``OUT/report.json``. Exit status 1 when any page fails.
 """
@@ -119,14 +120,17 @@ def page_problems(rel: str, m: dict, book: Path, html: Path, config: dict,
     if rel.startswith("chapters/"):
         repo = config["repository"]["url"].removeprefix("https://github.com/").strip("/")
         url = (f"https://colab.research.google.com/github/{repo}/blob/"
-               f"{config['repository']['branch']}/chapters/{stem}.ipynb")
+               f"{config['repository']['branch']}/notebooks/{stem}.ipynb")
         if m["colab"] != [url]:
             problems.append(f"Colab button: expected [{url}], found {m['colab']}")
-        if not notebook.is_file():
-            problems.append(f"the page's notebook {notebook.relative_to(book)} is missing")
-        if not m["downloads"] or not all((html / rel).parent.joinpath(h).resolve().is_file()
-                                         for h in m["downloads"]):
+        reader = book / "notebooks" / f"{stem}.ipynb"
+        if not reader.is_file():
+            problems.append(f"the page's reader notebook {reader.relative_to(book)} is missing")
+        served = [(html / rel).parent.joinpath(h).resolve() for h in m["downloads"]]
+        if not served or not all(p.is_file() for p in served):
             problems.append(f"download button: .ipynb links {m['downloads']} not all present")
+        elif any(p.read_bytes() != reader.read_bytes() for p in served):
+            problems.append(f"download button: {m['downloads']} is not the reader notebook")
     return problems
 
 

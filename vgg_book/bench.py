@@ -17,7 +17,8 @@
   plain SGD, lr 0.05, batch 128, 224x224) until the test accuracy reaches 0.92, at most 10
   epochs (skipped with ``--quick``).
 
-Results go to ``data/results/bench-<device>-<date>[-quick].json`` (temp file + rename).
+Results go to ``runs/bench-<device>-<date>[-quick].json`` in the working directory (temp file +
+rename); the ones the book shows are copied into ``vgg_book/results/`` (``vgg_book.results``).
 ``--quick`` uses fewer steps and, on CPU, a smaller batch and input; the JSON records them.
 """
 
@@ -41,8 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vgg_book.models import d2l_vgg11, vgg
-from vgg_book.train import (amp_dtype_for, fit, normalisation_stats, preprocess,
-                            resolve_device, train_step, write_json)
+from vgg_book.results import runs_dir
+from vgg_book.train import (amp_dtype_for, fit, grad_scaler_for, normalisation_stats,
+                            preprocess, resolve_device, train_step, write_json)
 
 __all__ = ["PEAK_TFLOPS", "d2l_initialised_vgg11", "BenchSettings", "FULL", "QUICK_CPU", "QUICK_CUDA", "table_peak_tflops",
            "measured_matmul_tflops", "train_flops_per_image", "time_ours", "time_d2l",
@@ -165,7 +167,7 @@ def time_ours(device: torch.device, s: BenchSettings, images: torch.Tensor, labe
         model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if compile else model
     optimizer = torch.optim.SGD(model.parameters(), lr=s.lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    scaler = grad_scaler_for(device, amp_dtype)
     images, labels = images.to(device), labels.to(device)
     mean, std = normalisation_stats(images)
     generator = torch.Generator().manual_seed(seed)
@@ -270,7 +272,7 @@ def time_synthetic(model: nn.Module, device: torch.device, batch: int, image_siz
         x = x.contiguous(memory_format=torch.channels_last)
     net = torch.compile(model) if compile else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    scaler = grad_scaler_for(device, amp_dtype)
     seconds = _timed(lambda: train_step(net, optimizer, scaler, x, y, amp_dtype),
                      warmup, steps, device)
     return batch / seconds
@@ -434,8 +436,7 @@ def run_benchmark(device: str = "auto", quick: bool = False, compile: bool = Fal
 
 
 def _default_out_dir() -> Path:
-    repo = Path(__file__).resolve().parents[1]
-    return repo / "data" / "results" if (repo / "data").is_dir() else Path("data") / "results"
+    return runs_dir()  # never into the installed package; keep a result: vgg_book/results/
 
 
 def main(argv=None) -> int:
@@ -443,7 +444,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--quick", action="store_true", help="a few steps only; no time to accuracy")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
-    p.add_argument("--out-dir", default=None, help="folder for the JSON (default data/results)")
+    p.add_argument("--out-dir", default=None, help="folder for the JSON (default ./runs; stored results live in vgg_book/results)")
     p.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST files")
     args = p.parse_args(argv)
     try:

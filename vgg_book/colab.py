@@ -5,6 +5,7 @@ nothing anywhere else. Colab already has torch and torchvision, so the install p
 this package and its light dependencies (``pyproject.toml`` lists neither torch nor
 torchvision). The install is pinned to the release tag ``v{__version__}`` so that a chapter
 runs against the library it was written with; ``tools/chapter_cells.py`` writes the cell.
+``VGG_BOOK_PIP_SPEC`` in the environment overrides the requirement (forks, mirrors, tests).
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import sys
 
 from . import __version__
 
-__all__ = ["REPOSITORY", "DIST_NAME", "in_colab", "install_requirement", "setup_cell_source"]
+__all__ = ["REPOSITORY", "DIST_NAME", "SPEC_VARIABLE", "in_colab", "install_requirement",
+           "setup_cell_source"]
 
 #: Where the book lives; also the repository of the "Open in Colab" buttons (``_config.yml``).
 REPOSITORY = "https://github.com/vgg-book/vgg-book"
 #: The distribution name in ``pyproject.toml`` (the import name is ``vgg_book``).
 DIST_NAME = "vgg-book"
+#: Environment variable that, when set, replaces the pinned requirement of the set-up cell.
+SPEC_VARIABLE = "VGG_BOOK_PIP_SPEC"
 
 
 def in_colab() -> bool:
@@ -37,11 +41,19 @@ def install_requirement(version: str = __version__) -> str:
 
 
 def setup_cell_source(version: str = __version__) -> str:
-    """The source of every chapter's first code cell, pinned to ``version``."""
+    """The source of every chapter's first code cell, pinned to ``version``.
+
+    ``VGG_BOOK_PIP_SPEC``, when set in the kernel's environment, replaces the pinned
+    requirement (a fork, a mirror, a local wheel): the reader-environment test installs the
+    wheel it just built this way.
+    """
     return (
         "# Set-up: on Colab, install vgg_book (torch and torchvision are already there).\n"
         "# Everywhere else this cell does nothing.\n"
+        "import os\n"
         "import sys\n"
         'if "google.colab" in sys.modules:\n'
-        f'    %pip install -q "{install_requirement(version)}"'
+        f'    spec = os.environ.get("{SPEC_VARIABLE}",  # a fork, a mirror or a wheel instead\n'
+        f'                          "{install_requirement(version)}")\n'
+        '    %pip install -q "{spec}"'
     )

@@ -11,7 +11,7 @@ The recipe in plain sight (nanoGPT style, one file you read top to bottom):
   ``scale_jitter=(lo, hi)`` each batch is resized to a side S drawn uniformly from
   ``lo..hi`` (one S per batch) and every image gets its own random ``image_size`` crop of it.
   Evaluation always uses the whole image resized to ``image_size`` (no crop).
-* On CUDA: bf16 autocast (fp16 with a ``GradScaler`` where bf16 is missing), channels_last,
+* On CUDA: bf16 autocast (fp16 with a ``GradScaler`` on GPUs without native bf16), channels_last,
   cuDNN autotuning, and ``torch.compile`` when asked.
 * Loss and correct counts are summed on the device; the host reads them only every
   ``SYNC_EVERY`` steps (to check for NaN and update the progress bar) and at the epoch's end.
@@ -52,8 +52,8 @@ from torch import nn
 from vgg_book.models import ALIASES, CONFIGS, MIN_INPUT_SIZE, vgg
 
 __all__ = ["TrainConfig", "TrainingError", "fit", "train", "resolve_device", "preprocess",
-           "normalisation_stats", "predict", "train_step", "amp_dtype_for", "epoch_plan",
-           "jitter_plan", "main"]
+           "normalisation_stats", "predict", "train_step", "amp_dtype_for", "grad_scaler_for",
+           "epoch_plan", "jitter_plan", "main"]
 
 #: Steps between host reads of the running loss (NaN check, progress bar) on an accelerator.
 SYNC_EVERY = 50
@@ -169,11 +169,28 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+#: Compute capability from which a GPU has native bf16 (Ampere: A100, RTX 30xx, L4, H100...).
+NATIVE_BF16_CAPABILITY = (8, 0)
+
+
 def amp_dtype_for(device: torch.device) -> Optional[torch.dtype]:
-    """bf16 autocast on CUDA (fp16 where the GPU lacks bf16); ``None`` (fp32) on CPU."""
+    """The autocast dtype for ``device``: bf16 on a GPU with native bf16 (compute capability
+    8.0 or newer), fp16 on older GPUs (T4, V100; the loop then scales the loss with a
+    ``GradScaler``), ``None`` (fp32, no autocast) on the CPU.
+
+    Not ``torch.cuda.is_bf16_supported()``: by default it counts emulated bf16, and says
+    True on a T4, where bf16 matrix multiplications run without tensor cores.
+    """
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native = torch.cuda.get_device_capability(device) >= NATIVE_BF16_CAPABILITY
+    return torch.bfloat16 if native else torch.float16
+
+
+def grad_scaler_for(device: torch.device, amp_dtype: Optional[torch.dtype]):
+    """A ``GradScaler`` that scales the loss under fp16 autocast only: fp16 gradients
+    underflow without it, while bf16 (fp32's exponent range) and fp32 need none."""
+    return torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
 
 # ----------------------------------------------------------------------------- data on device
@@ -340,7 +357,7 @@ def _lr_at(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
 # ----------------------------------------------------------------------------- the loop
 def train(model: nn.Module, cfg: TrainConfig) -> dict:
     """Train ``model`` in place on Fashion-MNIST as ``cfg`` says; return the metrics dict."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm  # a notebook bar in Jupyter and Colab, text in a terminal
 
     validate(cfg)
     rank, local_rank, world = _distributed()
@@ -405,7 +422,7 @@ def train(model: nn.Module, cfg: TrainConfig) -> dict:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    scaler = grad_scaler_for(device, amp_dtype)
     generator = torch.Generator().manual_seed(cfg.seed)  # same shuffle on every rank
     history: list[dict] = []
     start_epoch, elapsed = 0, 0.0
