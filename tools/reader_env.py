@@ -5,8 +5,10 @@ Usage:  .venv/bin/python tools/reader_env.py [--keep] [--timeout S] [NOTEBOOK ..
 
 1. Builds a wheel of ``vgg_book`` from a copy of the package (nothing is written into the
    source tree) and makes a reader environment: a hard-linked copy of ``.venv`` from which
-   vgg-book (the editable install), myst-nb, jupyter-book, sphinx and d2l are uninstalled;
-   it is checked that none of them imports there and that the wheel's stored results load.
+   vgg-book (the editable install), myst-nb, jupyter-book, sphinx and d2l are uninstalled.
+   The first reader notebook's set-up cell, run alone in the Colab stand-in kernel (below),
+   must install the wheel; then it is checked that ``vgg_book`` imports from the environment's
+   site-packages with its stored results, and that none of the build tools imports.
 2. Executes one student notebook (chapter 1's, made by ``tools/assignments.py`` from its reader
    version) in that environment, with otter-grader still installed, and checks that
    ``grader.check("q1")`` reports the unanswered ``...`` as a failure with the test's message.
@@ -70,15 +72,23 @@ def build_wheel(out: Path) -> Path:
     return wheel
 
 
-def make_env(out: Path, wheel: Path) -> Path:
-    """A copy of .venv without the build tools, with the wheel installed; its python."""
+def make_env(out: Path) -> Path:
+    """A copy of .venv without the build tools and without vgg_book; its python."""
     venv = ROOT / ".venv"
     env = out / "env"
     run(["cp", "-al", venv, env])  # hard links: seconds, and pip only unlinks files
     python = env / "bin" / "python"
     run([python, "-m", "pip", "uninstall", "-q", "-y", *BUILD_ONLY])
-    run([python, "-m", "pip", "install", "-q", "--no-index", "--no-deps", wheel])
     return python
+
+
+def install_by_setup_cell(notebook: Path, work: Path, timeout: int) -> str | None:
+    """Run only the set-up cell of ``notebook``: on the stand-in Colab it installs the wheel."""
+    nb = nbformat.read(notebook, as_version=4)
+    setup = next(c for c in nb.cells if c.cell_type == "code")
+    path = work.parent / "setup-cell.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[setup], metadata=nb.metadata), path)
+    return execute(path, work, timeout)[1]
 
 
 def clean_env(home: Path, **extra) -> dict:
@@ -195,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(parents=True)
     t0 = time.perf_counter()
     wheel = build_wheel(WORK)
-    python = make_env(WORK, wheel)
+    python = make_env(WORK)
     site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
                     ).stdout.strip())
     work = WORK / "work"
@@ -206,11 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(env)  # the kernels nbclient starts inherit this process's environment
     for key in ("PYTHONPATH", "VIRTUAL_ENV", "VGG_BOOK_DATA"):
         os.environ.pop(key, None)
+    # vgg_book is not installed yet: the set-up cell must install it, as on Colab.
+    error = install_by_setup_cell(notebooks[0], work, args.timeout)
+    problems = [f"the set-up cell failed: {error}"] if error else []
+    problems += check_env(python, work, env, BUILD_MODULES)
     before = snapshot(ROOT, site / "vgg_book", skip=(str(ROOT / "_build"), str(ROOT / ".venv")))
-    print(f"reader environment ready in {time.perf_counter() - t0:.0f} s: {wheel.name}")
+    print(f"reader environment ready in {time.perf_counter() - t0:.0f} s: {wheel.name} "
+          "installed by the set-up cell")
 
     failed, passed = [], 0
-    problems = check_env(python, work, env, BUILD_MODULES)
     problems += student_check(WORK, python, env, args.timeout)
     run([python, "-m", "pip", "uninstall", "-q", "-y", "otter-grader"])
     problems += check_env(python, work, env, BUILD_MODULES + ["otter"])

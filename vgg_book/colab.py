@@ -48,12 +48,11 @@ def setup_cell_source(version: str = __version__) -> str:
     wheel it just built this way.
     """
     return (
-        "# Set-up: on Colab, install vgg_book (torch and torchvision are already there).\n"
-        "# Everywhere else this cell does nothing.\n"
+        "# Set-up: on Colab, install vgg_book (torch and torchvision are already there);\n"
+        f"# {SPEC_VARIABLE} may name another source (a fork, a wheel). Elsewhere: nothing.\n"
         "import os\n"
         "import sys\n"
         'if "google.colab" in sys.modules:\n'
-        f'    spec = os.environ.get("{SPEC_VARIABLE}",  # a fork, a mirror or a wheel instead\n'
-        f'                          "{install_requirement(version)}")\n'
-        '    %pip install -q "{spec}"'
+        f'    spec = "{install_requirement(version)}"\n'
+        f"    %pip install -q \"{{os.environ.get('{SPEC_VARIABLE}', spec)}}\""
     )
