@@ -14,7 +14,7 @@ APT_PACKAGES := dataset-fashion-mnist chromium npm
 export PYTHONHASHSEED := 0
 
 .PHONY: setup system book book-offline vendor notebooks test test-unit test-notebooks \
-        test-book test-html test-reader assignments grade clean
+        test-book test-html test-reader assignments grade gpu-check gpu-wheels clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,23 @@ assignments: setup
 grade: setup
 	@test -n "$(SUBMISSION)" || { echo "usage: make grade SUBMISSION=path/to/NN_name.ipynb" >&2; exit 2; }
 	$(PY) tools/grade.py "$(SUBMISSION)"
+
+# On a GPU machine (no network, no .venv: its own python3), as docs/GPU.md says:
+#   make gpu-check GPU_ARGS="--wheels .whl --data-root data/fashion-mnist --out $OUT"
+# Here: make gpu-check DRY_RUN=1 checks the same plumbing on the CPU (tests/test_gpu_check.py).
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(GPU_PYTHON) tools/gpu_check.py $(if $(DRY_RUN),--dry-run) $(GPU_ARGS)
+
+# Wheels for the GPU machine (Python 3.12, x86_64) into .whl/, to carry with the working tree.
+GPU_WHEEL_PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+                       --platform manylinux2014_x86_64 --platform any
+gpu-wheels: setup
+	rm -rf .whl
+	$(PY) -m pip download -q -d .whl --only-binary=:all: --python-version 3.12 \
+	    $(GPU_WHEEL_PLATFORMS) -r tools/gpu-requirements.txt
+	$(PY) -m pip download -q -d .whl --no-deps d2l==1.0.3
+	@du -sh .whl
 
 clean:
 	rm -rf _build _vendor

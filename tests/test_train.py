@@ -331,3 +331,145 @@ def test_grad_scaler_only_for_fp16(monkeypatch, amp_dtype, scaled):
         (device, enabled)) or "scaler")
     assert T.grad_scaler_for(torch.device("cuda"), amp_dtype) == "scaler"
     assert made == [("cuda", scaled)]
+
+
+# ----------------------------------------------------------------------------- one recipe
+def test_resume_continues_a_finished_run_for_more_epochs(tmp_path):
+    two = tiny_model()
+    T.fit(two, **TINY)  # 2 epochs in one go
+    one_then_one = tiny_model()
+    T.fit(one_then_one, out=tmp_path / "r", **{**TINY, "epochs": 1})
+    more = T.fit(tiny_model(seed=5), out=tmp_path / "r", resume=True, **TINY)  # 1 -> 2
+    assert [e["epoch"] for e in more["epochs"]] == [1, 2]
+    resumed = tiny_model(seed=5)
+    resumed.load_state_dict(torch.load(tmp_path / "r" / "checkpoint.pt",
+                                       weights_only=True)["model"])
+    assert same_weights(two, resumed)  # the constant schedule does not depend on the total
+    with pytest.raises(ValueError, match=r"epochs: saved 2, now '1 \(the run already has 2\)'"):
+        T.fit(tiny_model(), out=tmp_path / "r", resume=True, **{**TINY, "epochs": 1})
+
+
+def test_resume_for_more_epochs_is_refused_when_the_schedule_needs_the_total(tmp_path):
+    cfg = T.TrainConfig(out=str(tmp_path / "c"), schedule="cosine", **{**TINY, "epochs": 1})
+    T.train(tiny_model(), cfg)
+    longer = T.TrainConfig(out=str(tmp_path / "c"), schedule="cosine", resume=True, **TINY)
+    with pytest.raises(ValueError, match="cosine learning-rate schedule depends on the total"):
+        T.train(tiny_model(), longer)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    cfg = T.TrainConfig(epochs=2, lr=0.1, warmup_epochs=0.5, schedule="cosine")
+    lrs = [T._lr_at(step, cfg, 10) for step in range(20)]
+    assert lrs[0] == pytest.approx(0.02) and lrs[4] == pytest.approx(0.1)  # 5 warm-up steps
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:])) and lrs[-1] < 0.002
+    constant = T.TrainConfig(epochs=2, lr=0.1)
+    assert {T._lr_at(s, constant, 10) for s in range(20)} == {0.1}
+    assert not T.schedule_needs_total(constant) and T.schedule_needs_total(cfg)
+    with pytest.raises(ValueError, match="schedule must be one of constant, cosine"):
+        T.validate(T.TrainConfig(epochs=1, schedule="step"))
+
+
+def test_command_line_runs_the_notebook_recipe():
+    from vgg_book import bench
+
+    args = T.build_parser().parse_args([*T.full_recipe_args(), "--out", "x"])
+    assert (args.epochs, args.batch_size, args.lr, args.image_size, args.augment) == tuple(
+        T.FULL_RECIPE[k] for k in ("epochs", "batch_size", "lr", "image_size", "augment"))
+    assert args.init == "xavier" and args.schedule == "constant"
+    spec = {"config": args.model, "width_ratio": args.width_ratio, "hidden": args.hidden,
+            "dropout": args.dropout, "batch_norm": args.batch_norm, "in_channels": 1,
+            "num_classes": 10, "init": args.init}
+    assert spec == T.FULL_RECIPE_MODEL
+    torch.manual_seed(0)
+    cli_model = T.build_model(spec)
+    torch.manual_seed(0)
+    assert same_weights(cli_model, bench.d2l_initialised_vgg11())  # the benchmark's network
+    chapter = (Path(T.__file__).parents[1] / "chapters" / "05_training.ipynb").read_text()
+    assert "FULL_RECIPE" in chapter  # chapter 5's GPU branch uses the same definition
+    listing = " ".join(json.loads(chapter)["cells"][27]["source"]).replace("\\\n ", "")
+    assert " ".join(T.full_recipe_args()) in " ".join(listing.split())  # and its shell line
+    assert T.build_parser().parse_args(["--out", "x", "--augment"]).augment is True
+    assert T.build_parser().parse_args(["--out", "x"]).augment is False
+
+
+def test_xavier_init_differs_from_torchvision_init():
+    torch.manual_seed(0)
+    plain = T.build_model({**T.FULL_RECIPE_MODEL, "width_ratio": 64, "hidden": 32,
+                           "init": "torchvision"})
+    torch.manual_seed(0)
+    xavier = T.build_model({**T.FULL_RECIPE_MODEL, "width_ratio": 64, "hidden": 32})
+    last = [m for m in xavier.modules() if isinstance(m, torch.nn.Linear)][-1]
+    bound = (6 / (last.in_features + last.out_features)) ** 0.5
+    assert last.weight.abs().max() <= bound and last.weight.std() > 0.05  # not N(0, 0.01)
+    assert not same_weights(plain, xavier)
+
+
+def test_explicit_data_root_must_hold_the_files(tmp_path, capsys):
+    from vgg_book.data import DataError, check_data_root
+
+    with pytest.raises(DataError, match="does not exist"):
+        check_data_root(tmp_path / "nowhere")
+    (tmp_path / "part").mkdir()
+    (tmp_path / "part" / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    with pytest.raises(DataError, match=r"lacks .*train-labels-idx1-ubyte\(\.gz\)"):
+        check_data_root(tmp_path / "part")
+    assert T.main([*CLI, "--out", str(tmp_path / "o"), "--data-root", str(tmp_path / "x")]) == 2
+    assert "data root" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------- CUDA paths on CPU
+def cpu_batch(n=8, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, size, size, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def test_bf16_autocast_step_on_cpu():
+    model, (x, y) = tiny_model(dropout=0.0), cpu_batch()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss, right = T.train_step(model, opt, T.grad_scaler_for(torch.device("cpu"), None), x, y,
+                               torch.bfloat16)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss) and 0 <= int(right) <= 8
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_channels_last_step_on_cpu_matches_the_default_layout():
+    a, b = tiny_model(dropout=0.0), tiny_model(dropout=0.0)
+    b.to(memory_format=torch.channels_last)
+    x, y = cpu_batch()
+    losses = []
+    for model, inp in ((a, x), (b, x.contiguous(memory_format=torch.channels_last))):
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        scaler = T.grad_scaler_for(torch.device("cpu"), None)
+        losses.append(float(T.train_step(model, opt, scaler, inp, y, None)[0]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert b.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_fp16_grad_scaler_bookkeeping_on_cpu():
+    model, (x, y) = tiny_model(dropout=0.0), cpu_batch()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 120, growth_interval=1)
+    before = [p.detach().clone() for p in model.parameters()]
+    T.train_step(model, opt, scaler, x, y, torch.float16)  # scaled gradients overflow
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # step skipped
+    assert scaler.get_scale() == 2.0 ** 119  # and the scale halved
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8, growth_interval=1)
+    loss, _ = T.train_step(model, opt, scaler, x, y, torch.float16)
+    assert torch.isfinite(loss) and scaler.get_scale() == 2.0 ** 9  # applied, scale grows
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_torch_compile_training_step_on_cpu():
+    eager, compiled = tiny_model(dropout=0.0), tiny_model(dropout=0.0)
+    x, y = cpu_batch()
+    net = torch.compile(compiled)
+    losses = []
+    for model, run in ((eager, eager), (compiled, net)):
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        scaler = T.grad_scaler_for(torch.device("cpu"), None)
+        losses.append([float(T.train_step(run, opt, scaler, x, y, None)[0]) for _ in range(2)])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    assert same_weights(eager, compiled) or all(
+        torch.allclose(a, b, atol=1e-5) for a, b in zip(eager.parameters(), compiled.parameters()))

@@ -4,24 +4,25 @@
 
 * training images/s of d2l's narrow VGG-11 (width ratio 4, 224x224, batch 128) fed by
   ``d2l.load_data_fashion_mnist`` (PIL resize in 4 DataLoader workers) and stepped like its
-  ``train_ch6`` (fp32, a host read every step), against ``vgg_book.train``'s pipeline
-  (device-resident uint8 data, on-device resize, bf16 autocast and channels_last on CUDA),
-  and each of our tricks switched on one at a time (the ablation);
-* model FLOP utilisation (MFU): achieved FLOP/s over the device's dense bf16 peak (a table of
-  datasheet figures) and over a measured bf16 matmul peak. FLOPs per image come from
-  ``torch.utils.flop_counter.FlopCounterMode`` on one forward pass, times 3 for forward plus
-  backward (the backward pass costs about twice the forward: gradients for inputs and weights);
-* full-width VGG-16 (3x224x224, 1000 classes, synthetic data): ours against torchvision's
-  ``vgg16`` trained the plain eager fp32 way;
-* time to accuracy: seconds of our full recipe (d2l's network and Xavier initialisation,
-  plain SGD, lr 0.05, batch 128, 224x224) until the test accuracy reaches 0.92, at most 10
-  epochs (skipped with ``--quick``).
+  ``train_ch6`` (fp32, a host read every step), then the recipe of ``vgg_book.train`` built up
+  one change per row (the ablation): the data on the device, host reads every ``SYNC_EVERY``
+  steps, train's CUDA backend settings (cuDNN autotuning, TF32 matmuls), autocast (bf16, or
+  fp16 with loss scaling on GPUs without native bf16), channels_last, and ``torch.compile``
+  (its compile time reported apart from its throughput);
+* model FLOP utilisation (MFU) of every row against the peak of the precision that row runs
+  in (fp32, TF32 or bf16/fp16: vendors' dense datasheet figures) and against a matmul measured
+  here in the same precision. FLOPs per image come from ``torch.utils.flop_counter`` on one
+  forward pass, times 3 for forward plus backward;
+* full-width VGG-16 (3x224x224, 1000 classes, synthetic data), ours against torchvision's,
+  like for like: both fp32 eager, and both with the recipe; beside them the recipe's gain;
+* time to 0.90 and 0.92 test accuracy of the full recipe (``train.FULL_RECIPE``) and of d2l's
+  loop, or "not reached in N epochs".
 
 Results go to ``runs/bench-<device>-<date>[-quick].json`` in the working directory (temp file +
 rename); the ones the book shows are copied into ``vgg_book/results/`` (``vgg_book.results``).
-``--quick`` uses fewer steps and, on CPU, a smaller batch and input; the JSON records them.
+``--quick`` is a smoke test of the plumbing (a few steps, small inputs on CPU): its JSON says
+``"smoke_test": true`` and the book never shows it as a result.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -38,28 +39,58 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from vgg_book.models import d2l_vgg11, vgg
+from vgg_book.models import d2l_vgg11, init_xavier_, vgg
 from vgg_book.results import runs_dir
-from vgg_book.train import (amp_dtype_for, fit, grad_scaler_for, normalisation_stats,
-                            preprocess, resolve_device, train_step, write_json)
+from vgg_book.train import (SYNC_EVERY, amp_dtype_for, fit, grad_scaler_for,
+                            normalisation_stats, preprocess, resolve_device,
+                            set_recipe_backends, train_step, write_json)
 
-__all__ = ["PEAK_TFLOPS", "d2l_initialised_vgg11", "BenchSettings", "FULL", "QUICK_CPU", "QUICK_CUDA", "table_peak_tflops",
-           "measured_matmul_tflops", "train_flops_per_image", "time_ours", "time_d2l",
+
+__all__ = ["PEAK_TFLOPS", "d2l_initialised_vgg11", "BenchSettings", "FULL", "QUICK_CPU",
+           "QUICK_CUDA", "ABLATION", "table_peak_tflops", "measured_matmul_tflops",
+           "train_flops_per_image", "time_ours", "time_d2l", "d2l_time_to_accuracy",
            "time_synthetic", "run_benchmark", "main"]
 
-#: Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from the vendors' datasheets; the T4
-#: and V100 have no bf16, so their fp16 peak. First match on the device name wins (so "H100
-#: PCIe" before "H100", "A100" before "A10", "L40S" before "L4").
+#: Dense (no sparsity) peaks in TFLOP/s from the vendors' datasheets, per precision: fp32 on
+#: CUDA cores, TF32 and bf16 on tensor cores. The T4 and V100 have neither TF32 nor bf16: their
+#: "tf32" is fp32 and their "half" is fp16, which autocast uses there. First match on the device
+#: name wins (so "H100 PCIe" before "H100", "A100" before "A10", "L40S" before "L4").
 PEAK_TFLOPS = [
-    ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0),
-    ("GH200", 989.0), ("B200", 2250.0), ("A100", 312.0), ("A10G", 70.0), ("A10", 125.0),
-    ("L40S", 362.0), ("L4", 121.0), ("T4", 65.0), ("V100", 125.0),
+    ("H100 PCIe", {"fp32": 51.2, "tf32": 378.0, "half": 756.0}),
+    ("H100 NVL", {"fp32": 60.0, "tf32": 417.5, "half": 835.0}),
+    ("H100", {"fp32": 66.9, "tf32": 494.7, "half": 989.0}),
+    ("H200", {"fp32": 66.9, "tf32": 494.7, "half": 989.0}),
+    ("GH200", {"fp32": 66.9, "tf32": 494.7, "half": 989.0}),
+    ("B200", {"fp32": 80.0, "tf32": 1100.0, "half": 2250.0}),
+    ("A100", {"fp32": 19.5, "tf32": 156.0, "half": 312.0}),
+    ("A10G", {"fp32": 31.2, "tf32": 35.0, "half": 70.0}),
+    ("A10", {"fp32": 31.2, "tf32": 62.5, "half": 125.0}),
+    ("L40S", {"fp32": 91.6, "tf32": 183.0, "half": 362.0}),
+    ("L4", {"fp32": 30.3, "tf32": 60.0, "half": 121.0}),
+    ("T4", {"fp32": 8.1, "tf32": 8.1, "half": 65.0}),
+    ("V100", {"fp32": 15.7, "tf32": 15.7, "half": 125.0}),
 ]
-TARGET_ACC = 0.92
+TARGETS = (0.90, 0.92)
 EPOCH_IMAGES = 60_000
+
+#: The ablation: each row switches on one more part of train's recipe (CUDA only from
+#: "backends" on: on a CPU, train runs fp32 in the default layout).
+ABLATION = [
+    ("data", "ours: device-resident uint8 data + on-device resize (fp32, host read per step)",
+     dict(sync_every=1, backends=False, amp=False, channels_last=False)),
+    ("sync", "+ host reads every SYNC_EVERY steps, not every step",
+     dict(sync_every=SYNC_EVERY, backends=False, amp=False, channels_last=False)),
+    ("backends", "+ cuDNN autotuning and TF32 matmuls (train's backend settings)",
+     dict(sync_every=SYNC_EVERY, backends=True, amp=False, channels_last=False)),
+    ("autocast", "+ autocast (bf16; fp16 with loss scaling without native bf16)",
+     dict(sync_every=SYNC_EVERY, backends=True, amp=True, channels_last=False)),
+    ("channels_last", "+ channels_last (train's recipe)",
+     dict(sync_every=SYNC_EVERY, backends=True, amp=True, channels_last=True)),
+    ("compile", "+ torch.compile",
+     dict(sync_every=SYNC_EVERY, backends=True, amp=True, channels_last=True, compile=True)),
+]
 
 
 @dataclass
@@ -73,10 +104,13 @@ class BenchSettings:
     steps: int = 50             # timed steps
     vgg16_batch: int = 64
     vgg16_image: int = 224
+    vgg16_warmup: int = 3
     vgg16_steps: int = 20
     matmul_n: int = 8192
     d2l: bool = True
-    tta_epochs: int = 10        # time to accuracy: at most this many epochs (0 = skip)
+    tta_epochs: int = 10        # ours, time to accuracy: at most this many epochs (0 = skip)
+    d2l_tta_epochs: int = 4     # d2l's loop, time to accuracy (0 = skip; its loader is slow)
+    tta_max_batches: Optional[int] = None  # d2l's loop: batches per epoch (None = all)
     check_epochs: int = 0       # quick mode: a short real training run for test_acc
     check_limit_train: Optional[int] = None
     check_image_size: int = 224
@@ -85,20 +119,20 @@ class BenchSettings:
 
 
 FULL = BenchSettings()
-QUICK_CUDA = replace(FULL, warmup=5, steps=20, vgg16_steps=5, tta_epochs=0, check_epochs=1,
-                     check_limit_train=None)
-QUICK_CPU = BenchSettings(batch_size=16, image_size=64, width_ratio=4, warmup=1, steps=3,
-                          vgg16_batch=2, vgg16_image=64, vgg16_steps=2, matmul_n=1024,
-                          tta_epochs=0, check_epochs=1, check_limit_train=512,
-                          check_image_size=32, check_limit_test=500)
+QUICK_CUDA = replace(FULL, warmup=5, steps=20, vgg16_steps=5, tta_epochs=0, d2l_tta_epochs=0,
+                     check_epochs=1)
+QUICK_CPU = BenchSettings(batch_size=8, image_size=32, width_ratio=8, warmup=1, steps=2,
+                          vgg16_batch=1, vgg16_image=32, vgg16_warmup=1, vgg16_steps=1,
+                          matmul_n=256, tta_epochs=0, d2l_tta_epochs=0, check_epochs=1,
+                          check_limit_train=64, check_image_size=32, check_limit_test=64)
 
 
 # ----------------------------------------------------------------------------- peaks and FLOPs
-def table_peak_tflops(device_name: str) -> tuple[Optional[str], Optional[float]]:
-    """(matched key, dense bf16 TFLOP/s) for a GPU name, or (None, None) if not in the table."""
-    for key, tflops in PEAK_TFLOPS:
+def table_peak_tflops(device_name: str) -> tuple[Optional[str], Optional[dict]]:
+    """(matched key, {"fp32", "tf32", "half": TFLOP/s}) for a GPU name; (None, None) if unknown."""
+    for key, peaks in PEAK_TFLOPS:
         if key.lower() in device_name.lower():
-            return key, tflops
+            return key, dict(peaks)
     return None, None
 
 
@@ -107,21 +141,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measured_matmul_tflops(device: torch.device, n: int = 8192, dtype=None,
-                           iters: int = 10) -> tuple[float, str]:
-    """Achieved TFLOP/s of an ``n x n`` by ``n x n`` matmul (2 n^3 FLOPs); bf16 on CUDA, fp32 on CPU."""
-    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+def measured_matmul_tflops(device: torch.device, n: int = 8192, precision: str = "fp32",
+                           iters: int = 10) -> float:
+    """Achieved TFLOP/s of an ``n x n`` matmul (2 n^3 FLOPs) in ``precision``: "fp32" (true
+    fp32), "tf32" (fp32 tensors on TF32 tensor cores) or "half" (bf16, or fp16 without
+    native bf16)."""
+    dtype = torch.float32
+    if precision == "half":
+        dtype = amp_dtype_for(device) or torch.bfloat16
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    _sync(device)
-    t = time.perf_counter()
-    for _ in range(iters):
-        a @ b
-    _sync(device)
-    seconds = (time.perf_counter() - t) / iters
-    return 2 * n ** 3 / seconds / 1e12, str(dtype).replace("torch.", "")
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
+    try:
+        for _ in range(2):
+            a @ b
+        _sync(device)
+        t = time.perf_counter()
+        for _ in range(iters):
+            a @ b
+        _sync(device)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    return 2 * n ** 3 / ((time.perf_counter() - t) / iters) / 1e12
 
 
 def train_flops_per_image(model: nn.Module, in_channels: int, image_size: int) -> int:
@@ -139,30 +181,44 @@ def train_flops_per_image(model: nn.Module, in_channels: int, image_size: int) -
 
 
 # ----------------------------------------------------------------------------- timing
-def _timed(step: Callable[[], object], warmup: int, steps: int, device) -> float:
-    """Seconds per step of ``step()`` after ``warmup`` untimed calls (device synchronised)."""
-    for _ in range(warmup):
+@contextlib.contextmanager
+def _backends(enabled: bool):
+    """train's CUDA backend settings on (or PyTorch's defaults) inside the block."""
+    previous = set_recipe_backends(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous[0]
+        torch.set_float32_matmul_precision(previous[1])
+
+
+def _timed(step: Callable[[], object], warmup: int, steps: int, device) -> tuple[float, float]:
+    """(seconds per step after ``warmup`` untimed calls, seconds of the first call)."""
+    _sync(device)
+    t = time.perf_counter()
+    step()
+    _sync(device)
+    first = time.perf_counter() - t
+    for _ in range(warmup - 1):
         step()
     _sync(device)
     t = time.perf_counter()
     for _ in range(steps):
         step()
     _sync(device)
-    return (time.perf_counter() - t) / steps
+    return (time.perf_counter() - t) / steps, first
 
 
 def time_ours(device: torch.device, s: BenchSettings, images: torch.Tensor, labels: torch.Tensor,
-              amp: bool = True, channels_last: bool = True, compile: bool = False,
-              seed: int = 0) -> float:
-    """Training images/s of ``vgg_book.train``'s step on device-resident uint8 Fashion-MNIST.
-
-    ``amp`` and ``channels_last`` apply on CUDA only (as in ``vgg_book.train``).
-    """
+              sync_every: int = SYNC_EVERY, backends: bool = True, amp: bool = True,
+              channels_last: bool = True, compile: bool = False,
+              seed: int = 0) -> tuple[float, Optional[float]]:
+    """(training images/s, compile seconds or None) of ``vgg_book.train``'s step on
+    device-resident uint8 Fashion-MNIST, with the parts of the recipe asked for: the host reads
+    the loss every ``sync_every`` steps (1: every step, as d2l does)."""
     torch.manual_seed(seed)
-    model = d2l_vgg11(width_ratio=s.width_ratio).to(device)
-    cuda = device.type == "cuda"
+    model = d2l_initialised_vgg11(s.width_ratio).to(device)
     amp_dtype = amp_dtype_for(device) if amp else None
-    channels_last = channels_last and cuda
     if channels_last:
         model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if compile else model
@@ -170,18 +226,23 @@ def time_ours(device: torch.device, s: BenchSettings, images: torch.Tensor, labe
     scaler = grad_scaler_for(device, amp_dtype)
     images, labels = images.to(device), labels.to(device)
     mean, std = normalisation_stats(images)
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(images), generator=generator).to(device)
-    position = [0]
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    order = order.to(device)
+    state = {"position": 0, "loss": torch.zeros((), device=device)}
 
     def step():
-        lo = position[0] % (len(images) - s.batch_size + 1)
+        lo = state["position"] % (len(images) - s.batch_size + 1)
         pick = order[lo:lo + s.batch_size]
-        position[0] += s.batch_size
+        state["position"] += s.batch_size
         x = preprocess(images[pick], s.image_size, mean, std, channels_last=channels_last)
-        train_step(net, optimizer, scaler, x, labels[pick], amp_dtype)
+        loss, _ = train_step(net, optimizer, scaler, x, labels[pick], amp_dtype)
+        state["loss"] += loss
+        if (state["position"] // s.batch_size) % sync_every == 0:
+            float(state["loss"])  # the host reads the device: a synchronisation
 
-    return s.batch_size / _timed(step, s.warmup, s.steps, device)
+    with _backends(backends):
+        per_step, first = _timed(step, max(1, s.warmup), s.steps, device)
+    return s.batch_size / per_step, (first - per_step) if compile else None
 
 
 def d2l_initialised_vgg11(width_ratio: int = 4) -> nn.Module:
@@ -190,11 +251,7 @@ def d2l_initialised_vgg11(width_ratio: int = 4) -> nn.Module:
     (torchvision's initialisation, our default, starts with far smaller logits and sits
     longer at the loss of a uniform guess under plain SGD.)
     """
-    net = d2l_vgg11(width_ratio=width_ratio)
-    for m in net.modules():
-        if type(m) in (nn.Linear, nn.Conv2d):
-            nn.init.xavier_uniform_(m.weight)
-    return net
+    return init_xavier_(d2l_vgg11(width_ratio=width_ratio))
 
 
 @contextlib.contextmanager
@@ -207,59 +264,102 @@ def _chdir(path):
         os.chdir(old)
 
 
-def time_d2l(device: torch.device, s: BenchSettings, data_root: Optional[str] = None) -> float:
-    """Training images/s of d2l 1.0.3's pipeline: its DataLoader and a ``train_ch6`` loop.
+@contextlib.contextmanager
+def _d2l_data(s: BenchSettings, data_root: Optional[str]):
+    """d2l's (train, test) iterators over our Fashion-MNIST files, in a temp folder.
 
-    d2l reads ``../data`` relative to the working directory, so we lay our Fashion-MNIST files
-    out in torchvision's ``FashionMNIST/raw`` form in a temp folder and step into it.
+    d2l reads ``../data`` relative to the working directory, so the files are laid out in
+    torchvision's ``FashionMNIST/raw`` form in a temp folder, and we step into it.
     """
     import d2l.torch as d2l  # lazy: d2l (and IPython) are needed for this baseline only
 
     from vgg_book.data import prepare_torchvision_root
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # d2l asks for 4 workers whatever the core count; torch warns about it
+        warnings.filterwarnings("ignore", message="This DataLoader will create")
         prepare_torchvision_root(Path(tmp) / "data", source=data_root)
         (Path(tmp) / "work").mkdir()
-        with _chdir(Path(tmp) / "work"), warnings.catch_warnings():
-            # d2l asks for 4 workers whatever the core count; torch warns about it
-            warnings.filterwarnings("ignore", message="This DataLoader will create")
-            train_iter, _ = d2l.load_data_fashion_mnist(s.batch_size, resize=s.image_size)
+        with _chdir(Path(tmp) / "work"):
+            iters = d2l.load_data_fashion_mnist(s.batch_size, resize=s.image_size)
+        yield d2l, iters
+        del iters  # stop the workers before the temp folder goes
+
+
+def _d2l_step(d2l, net, optimizer, loss, X, y, device, metric):
+    """The loop body of ``d2l.train_ch6``: fp32, and a host read of the accuracy every step."""
+    optimizer.zero_grad()
+    X, y = X.to(device), y.to(device)
+    y_hat = net(X)
+    l = loss(y_hat, y)
+    l.backward()
+    optimizer.step()
+    with torch.no_grad():
+        metric.add(l * X.shape[0], d2l.accuracy(y_hat, y), X.shape[0])
+
+
+def time_d2l(device: torch.device, s: BenchSettings, data_root: Optional[str] = None) -> float:
+    """Training images/s of d2l 1.0.3's pipeline: its DataLoader and a ``train_ch6`` loop."""
+    with _d2l_data(s, data_root) as (d2l, (train_iter, _)), _backends(False):
         torch.manual_seed(0)
         net = d2l_initialised_vgg11(s.width_ratio).to(device)
         optimizer = torch.optim.SGD(net.parameters(), lr=s.lr)
-        loss = nn.CrossEntropyLoss()
-        metric = d2l.Accumulator(3)
+        loss, metric = nn.CrossEntropyLoss(), d2l.Accumulator(3)
         net.train()
         t = None
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="This DataLoader will create")
-            batches = iter(train_iter)
-        for i, (X, y) in enumerate(batches):  # the loop body of d2l.train_ch6
+        for i, (X, y) in enumerate(train_iter):
             if i == s.warmup:
                 _sync(device)
                 t = time.perf_counter()
             if i == s.warmup + s.steps:
                 break
-            optimizer.zero_grad()
-            X, y = X.to(device), y.to(device)
-            y_hat = net(X)
-            l = loss(y_hat, y)
-            l.backward()
-            optimizer.step()
-            with torch.no_grad():
-                metric.add(l * X.shape[0], d2l.accuracy(y_hat, y), X.shape[0])
+            _d2l_step(d2l, net, optimizer, loss, X, y, device, metric)
         else:
             raise ValueError(f"the d2l loader ran out after {i + 1} batches; ask for fewer "
                              f"than {s.warmup + s.steps} warm-up + timed steps")
         _sync(device)
-        seconds = time.perf_counter() - t
-        del batches, train_iter  # stop the workers before the temp folder goes
-    return s.steps * s.batch_size / seconds
+        return s.steps * s.batch_size / (time.perf_counter() - t)
+
+
+def _reached(history: list[dict], epochs: int) -> dict:
+    """{"0.90": {"epoch", "seconds"} or {"note": "not reached in N epochs"}, ...}."""
+    out = {}
+    for target in TARGETS:
+        hit = next((e for e in history if e["test_acc"] >= target), None)
+        out[f"{target:.2f}"] = ({"epoch": hit["epoch"], "seconds": hit["elapsed"]} if hit else
+                                {"epoch": None, "seconds": None,
+                                 "note": f"not reached in {epochs} epochs"})
+    return out
+
+
+def d2l_time_to_accuracy(device: torch.device, s: BenchSettings, epochs: int,
+                         data_root: Optional[str] = None) -> dict:
+    """d2l's loop (loader, ``train_ch6`` body, ``evaluate_accuracy_gpu``) for ``epochs``:
+    per-epoch test accuracy and wall seconds (tests included), and when it reached each target."""
+    with _d2l_data(s, data_root) as (d2l, (train_iter, test_iter)), _backends(False):
+        torch.manual_seed(0)
+        net = d2l_initialised_vgg11(s.width_ratio).to(device)
+        optimizer = torch.optim.SGD(net.parameters(), lr=s.lr)
+        loss, history, elapsed = nn.CrossEntropyLoss(), [], 0.0
+        for epoch in range(epochs):
+            metric = d2l.Accumulator(3)
+            net.train()
+            _sync(device)
+            t = time.perf_counter()
+            for i, (X, y) in enumerate(train_iter):
+                if s.tta_max_batches is not None and i == s.tta_max_batches:
+                    break
+                _d2l_step(d2l, net, optimizer, loss, X, y, device, metric)
+            acc = d2l.evaluate_accuracy_gpu(net, test_iter, device)
+            elapsed += time.perf_counter() - t
+            history.append({"epoch": epoch + 1, "test_acc": acc, "elapsed": elapsed,
+                            "train_loss": metric[0] / metric[2]})
+    return {"epochs": history, "reached": _reached(history, epochs)}
 
 
 def time_synthetic(model: nn.Module, device: torch.device, batch: int, image_size: int,
                    warmup: int, steps: int, amp: bool, channels_last: bool,
-                   compile: bool = False) -> float:
+                   backends: bool = False, compile: bool = False) -> float:
     """Training images/s on one fixed random batch (no data pipeline at all)."""
     in_channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
     num_classes = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
@@ -273,9 +373,10 @@ def time_synthetic(model: nn.Module, device: torch.device, batch: int, image_siz
     net = torch.compile(model) if compile else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     scaler = grad_scaler_for(device, amp_dtype)
-    seconds = _timed(lambda: train_step(net, optimizer, scaler, x, y, amp_dtype),
-                     warmup, steps, device)
-    return batch / seconds
+    with _backends(backends):
+        per_step, _ = _timed(lambda: train_step(net, optimizer, scaler, x, y, amp_dtype),
+                             max(1, warmup), steps, device)
+    return batch / per_step
 
 
 # ----------------------------------------------------------------------------- the whole run
@@ -292,99 +393,135 @@ def _load_average() -> Optional[float]:
         return None
 
 
-def _utilisation(images_per_s, flops, peak_tflops):
-    if images_per_s is None or not peak_tflops:
-        return None
-    return images_per_s * flops / (peak_tflops * 1e12)
+def _precision(kw: dict) -> str:
+    """The peak a row is measured against: "half" under autocast, "tf32" with the backends."""
+    return "half" if kw.get("amp") else "tf32" if kw.get("backends") else "fp32"
+
+
+def _figures(ips, flops, precision, table, measured) -> dict:
+    def mfu(peak):
+        return ips * flops / (peak * 1e12) if ips and peak else None
+
+    return {"images_per_s": ips, "seconds_per_epoch": EPOCH_IMAGES / ips if ips else None,
+            "achieved_tflops": ips * flops / 1e12 if ips else None, "precision": precision,
+            "mfu": mfu((table or {}).get(precision)),
+            "mfu_vs_measured_matmul": mfu(measured.get(precision))}
+
+
+def _ablation(dev, s, images, labels, compile, flops, table, measured, d2l_ips, d2l_skip, log):
+    cuda = dev.type == "cuda"
+    rows = [{"key": "d2l", "name": "d2l 1.0.3: DataLoader + PIL resize, fp32, host read per step",
+             "skipped": d2l_skip, "compile_seconds": None,
+             **_figures(d2l_ips, flops, "fp32", table, measured)}]
+    for key, label, kw in ABLATION:
+        skip = None
+        if kw.get("compile") and not compile:
+            skip = "not asked for (pass --compile)"
+        elif not cuda and (kw["backends"] or kw["amp"] or kw["channels_last"]):
+            skip = "CUDA only: vgg_book.train runs fp32 in the default layout on a CPU"
+        ips, compile_s = (None, None) if skip else time_ours(dev, s, images, labels, **kw)
+        rows.append({"key": key, "name": label.replace("SYNC_EVERY", str(SYNC_EVERY)),
+                     "skipped": skip, "compile_seconds": compile_s,
+                     **_figures(ips, flops, _precision(kw), table, measured)})
+        log(f"  {label}: {'skipped: ' + skip if skip else f'{ips:,.1f} images/s'}")
+    return rows
+
+
+def _vgg16(dev, s, compile, table, measured, log) -> dict:
+    """Full-width VGG-16, ours against torchvision's: fp32 eager, then both with the recipe."""
+    import torchvision
+
+    cuda = dev.type == "cuda"
+    torch.manual_seed(0)
+    flops = train_flops_per_image(vgg("D", num_classes=1000, in_channels=3), 3, s.vgg16_image)
+    args = (dev, s.vgg16_batch, s.vgg16_image, s.vgg16_warmup, s.vgg16_steps)
+    recipe = dict(amp=cuda, channels_last=cuda, backends=cuda, compile=compile)
+    result = {"batch_size": s.vgg16_batch, "image_size": s.vgg16_image, "flops": flops}
+    for name, kw in (("fp32_eager", dict(amp=False, channels_last=False)), ("recipe", recipe)):
+        ours = time_synthetic(vgg("D", num_classes=1000, in_channels=3), *args, **kw)
+        theirs = time_synthetic(torchvision.models.vgg16(), *args, **kw)
+        precision = _precision(kw)
+        result[name] = {"ours": _figures(ours, flops, precision, table, measured),
+                        "torchvision": _figures(theirs, flops, precision, table, measured),
+                        "ours_vs_torchvision": ours / theirs, "settings": kw}
+        log(f"  VGG-16 {name}: ours {ours:,.2f}, torchvision {theirs:,.2f} images/s")
+    result["recipe_gain"] = (result["recipe"]["ours"]["images_per_s"]
+                             / result["fp32_eager"]["ours"]["images_per_s"])
+    return result
+
+
+def _time_to_accuracy(dev, s, quick, compile, data_root, d2l_skip, log) -> dict:
+    """The full recipe's and d2l's loop's epochs and seconds to each target accuracy."""
+    from vgg_book.train import FULL_RECIPE
+
+    out = {"targets": list(TARGETS)}
+    if not s.tta_epochs:
+        out["ours"] = {"skipped": "--quick" if quick else "tta_epochs is 0"}
+    else:
+        recipe = {**FULL_RECIPE, "epochs": s.tta_epochs, "batch_size": s.batch_size,
+                  "image_size": s.image_size, "lr": s.lr}
+        torch.manual_seed(0)
+        metrics = fit(d2l_initialised_vgg11(s.width_ratio), device=str(dev), seed=0,
+                      progress=False, compile=compile, **recipe)
+        out["ours"] = {"recipe": recipe, "epochs": [
+            {k: e[k] for k in ("epoch", "test_acc", "elapsed", "train_loss")}
+            for e in metrics["epochs"]], "reached": _reached(metrics["epochs"], s.tta_epochs)}
+        log(f"  time to accuracy, ours: {out['ours']['reached']}")
+    if not s.d2l_tta_epochs or d2l_skip:
+        out["d2l"] = {"skipped": d2l_skip or ("--quick" if quick else "d2l_tta_epochs is 0")}
+    else:
+        out["d2l"] = d2l_time_to_accuracy(dev, s, s.d2l_tta_epochs, data_root)
+        log(f"  time to accuracy, d2l: {out['d2l']['reached']}")
+    return out
 
 
 def run_benchmark(device: str = "auto", quick: bool = False, compile: bool = False,
                   settings: Optional[BenchSettings] = None, out_dir=None,
                   data_root: Optional[str] = None, log=print) -> tuple[dict, Path]:
     """Run every measurement; write and return the results dict and the JSON's path."""
-    from vgg_book.data import load_fashion_mnist
+    import torchvision
 
+    from vgg_book.data import check_data_root, load_fashion_mnist
+
+    if data_root is not None:
+        check_data_root(data_root)  # an explicit root must hold the files: no fallback
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
     s = settings or (QUICK_CUDA if quick and cuda else QUICK_CPU if quick else FULL)
     name = _device_name(dev)
-    table_key, table_peak = table_peak_tflops(name) if cuda else (None, None)
+    table_key, table = table_peak_tflops(name) if cuda else (None, None)
     load_before = _load_average()
-    log(f"benchmark on {name} ({'quick' if quick else 'full'}): {asdict(s)}")
-    measured_peak, peak_dtype = measured_matmul_tflops(dev, n=s.matmul_n)
-    log(f"measured {peak_dtype} matmul peak: {measured_peak:.2f} TFLOP/s")
+    log(f"benchmark on {name} ({'quick smoke test' if quick else 'full'}): {asdict(s)}")
+    precisions = ("fp32", "tf32", "half") if cuda else ("fp32",)
+    measured = {p: measured_matmul_tflops(dev, s.matmul_n, p) for p in precisions}
+    log("measured matmul peaks (TFLOP/s): "
+        + ", ".join(f"{p} {v:.2f}" for p, v in measured.items()))
 
     images, labels, _ = load_fashion_mnist(train=True, root=data_root)
     torch.manual_seed(0)
-    flops_vgg11 = train_flops_per_image(d2l_vgg11(width_ratio=s.width_ratio), 1, s.image_size)
-
-    def figures(ips, flops):
-        return {"images_per_s": ips, "seconds_per_epoch": EPOCH_IMAGES / ips if ips else None,
-                "achieved_tflops": ips * flops / 1e12 if ips else None,
-                "mfu": _utilisation(ips, flops, table_peak),
-                "mfu_vs_measured_matmul": _utilisation(ips, flops, measured_peak)}
-
-    # d2l's pipeline, then ours with the tricks one at a time (ablation).
-    ablation = []
-    d2l_ips, d2l_skip = None, None
+    flops = train_flops_per_image(d2l_vgg11(width_ratio=s.width_ratio), 1, s.image_size)
+    d2l_ips, d2l_skip = None, None if s.d2l else "turned off in the settings"
     if s.d2l:
         try:
             d2l_ips = time_d2l(dev, s, data_root)
         except ImportError as e:
             d2l_skip = f"d2l is not importable here ({e}); install d2l==1.0.3 --no-deps"
-    else:
-        d2l_skip = "turned off in the settings"
-    ablation.append({"name": "d2l 1.0.3: DataLoader + PIL resize, fp32", "skipped": d2l_skip,
-                     **figures(d2l_ips, flops_vgg11)})
-    steps = [("device-resident uint8 data + on-device resize, fp32", dict(amp=False, channels_last=False)),
-             ("+ bf16 autocast", dict(amp=True, channels_last=False)),
-             ("+ channels_last (the default recipe)", dict(amp=True, channels_last=True)),
-             ("+ torch.compile", dict(amp=True, channels_last=True, compile=True))]
-    ours_ips = None
-    for label, kw in steps:
-        skip = None
-        if kw.get("compile") and not compile:
-            skip = "not asked for (pass --compile)"
-        elif not cuda and (kw.get("amp") or kw.get("channels_last")):
-            skip = "CUDA only: vgg_book.train uses fp32 and the default layout on CPU"
-        ips = None if skip else time_ours(dev, s, images, labels, **kw)
-        ablation.append({"name": label, "skipped": skip, **figures(ips, flops_vgg11)})
-        log(f"  {label}: {'skipped: ' + skip if skip else f'{ips:,.1f} images/s'}")
-        if ips is not None and not kw.get("compile"):
-            ours_ips = ips  # the last row measured without compile is the default recipe
     log(f"  d2l: {'skipped: ' + d2l_skip if d2l_skip else f'{d2l_ips:,.1f} images/s'}")
-
-    # Full-width VGG-16 on synthetic data: ours vs torchvision's, eager fp32.
-    import torchvision
-
-    torch.manual_seed(0)
-    ours16 = vgg("D", num_classes=1000, in_channels=3)
-    flops_vgg16 = train_flops_per_image(ours16, 3, s.vgg16_image)
-    ips16 = time_synthetic(ours16, dev, s.vgg16_batch, s.vgg16_image, 1, s.vgg16_steps,
-                           amp=True, channels_last=cuda, compile=compile)
-    del ours16
-    tv16 = torchvision.models.vgg16()
-    tv_ips16 = time_synthetic(tv16, dev, s.vgg16_batch, s.vgg16_image, 1, s.vgg16_steps,
-                              amp=False, channels_last=False)
-    del tv16
-    log(f"  VGG-16: ours {ips16:,.2f} images/s, torchvision fp32 eager {tv_ips16:,.2f} images/s")
-
-    # A real training run: time to accuracy (full) or a short check (quick).
-    run_epochs = s.tta_epochs or s.check_epochs
-    torch.manual_seed(0)
-    image_size = s.image_size if s.tta_epochs else s.check_image_size
-    metrics = fit(d2l_initialised_vgg11(s.width_ratio), epochs=run_epochs,
-                  batch_size=s.batch_size, lr=s.lr, image_size=image_size, device=str(dev),
-                  limit_train=None if s.tta_epochs else s.check_limit_train,
-                  limit_test=None if s.tta_epochs else s.check_limit_test, seed=0,
-                  progress=not quick, compile=compile and bool(s.tta_epochs))
-    reached = next((e for e in metrics["epochs"] if e["test_acc"] >= TARGET_ACC), None)
-    tta = {"target": TARGET_ACC, "max_epochs": s.tta_epochs,
-           "seconds": reached["elapsed"] if reached else None,
-           "epoch": reached["epoch"] if reached else None,
-           "skipped": None if s.tta_epochs else "--quick"}
-    if s.tta_epochs and reached is None:
-        tta["note"] = f"not reached in {s.tta_epochs} epochs"
+    ablation = _ablation(dev, s, images, labels, compile, flops, table, measured, d2l_ips,
+                         d2l_skip, log)
+    ours = next(r for r in ablation if r["key"] == ("channels_last" if cuda else "sync"))
+    vgg16 = _vgg16(dev, s, compile, table, measured, log)
+    tta = _time_to_accuracy(dev, s, quick, compile, data_root, d2l_skip, log)
+    check = None
+    if s.check_epochs:  # a smoke test's short real run: does the loop learn at all?
+        torch.manual_seed(0)
+        run = fit(d2l_initialised_vgg11(s.width_ratio), epochs=s.check_epochs,
+                  batch_size=s.batch_size, lr=s.lr, image_size=s.check_image_size,
+                  device=str(dev), limit_train=s.check_limit_train,
+                  limit_test=s.check_limit_test, seed=0, progress=False)
+        check = {"test_acc": run["epochs"][-1]["test_acc"], "epochs": s.check_epochs,
+                 "train_images": run["config"]["train_images"],
+                 "test_images": run["config"]["test_images"]}
 
     try:
         import d2l as _d2l
@@ -396,7 +533,7 @@ def run_benchmark(device: str = "auto", quick: bool = False, compile: bool = Fal
         "torchvision": str(torchvision.__version__), "d2l": d2l_version,
         "python": platform.python_version(),
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "quick": quick, "compile": compile, "settings": asdict(s),
+        "quick": quick, "smoke_test": quick, "compile": compile, "settings": asdict(s),
         "load_average": {"before": load_before, "after": _load_average(),
                          "cpus": os.cpu_count(),
                          "note": "1-minute load average; above the CPU count, other processes "
@@ -405,27 +542,18 @@ def run_benchmark(device: str = "auto", quick: bool = False, compile: bool = Fal
                  f"{s.image_size}, 10 classes), batch {s.batch_size}",
         "flops_method": "torch.utils.flop_counter.FlopCounterMode on one forward pass, x3 for "
                         "forward + backward",
-        "train_flops_per_image": {"vgg11_d2l": flops_vgg11, "vgg16": flops_vgg16},
-        "peak_tflops": {"table": table_peak, "table_key": table_key,
-                        "table_note": "datasheet dense bf16 (fp16 for T4/V100); none for CPUs",
-                        "measured_matmul": measured_peak, "measured_dtype": peak_dtype,
-                        "matmul_n": s.matmul_n},
-        "d2l_baseline": {"skipped": d2l_skip, **figures(d2l_ips, flops_vgg11)},
-        "ours": figures(ours_ips, flops_vgg11),
-        "speedup_vs_d2l": ours_ips / d2l_ips if ours_ips and d2l_ips else None,
-        "seconds_per_epoch": EPOCH_IMAGES / ours_ips if ours_ips else None,
-        "mfu": _utilisation(ours_ips, flops_vgg11, table_peak),
-        "mfu_vs_measured_matmul": _utilisation(ours_ips, flops_vgg11, measured_peak),
+        "train_flops_per_image": {"vgg11_d2l": flops, "vgg16": vgg16["flops"]},
+        "peak_tflops": {"table": table, "table_key": table_key,
+                        "table_note": "datasheet dense peaks; none for CPUs",
+                        "measured_matmul": measured, "matmul_n": s.matmul_n},
+        "d2l_baseline": ablation[0],
+        "ours": ours,
+        "speedup_vs_d2l": ours["images_per_s"] / d2l_ips
+        if ours["images_per_s"] and d2l_ips else None,
         "ablation": ablation,
-        "vgg16": {"batch_size": s.vgg16_batch, "image_size": s.vgg16_image,
-                  "ours": figures(ips16, flops_vgg16),
-                  "torchvision_fp32_eager": figures(tv_ips16, flops_vgg16),
-                  "speedup": ips16 / tv_ips16},
+        "vgg16": vgg16,
         "time_to_accuracy": tta,
-        "test_acc": metrics["epochs"][-1]["test_acc"],
-        "training_run": {"epochs": metrics["epochs"], "image_size": image_size,
-                         "train_images": metrics["config"]["train_images"],
-                         "test_images": metrics["config"]["test_images"]},
+        "smoke_check": check,
     }
     date = _dt.date.today().isoformat()
     out_dir = Path(out_dir) if out_dir is not None else _default_out_dir()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 __all__ = ["CLASS_NAMES", "FILES", "DataError", "parse_idx", "read_idx_file",
-           "find_fashion_mnist", "load_fashion_mnist", "SEARCH_ENV"]
+           "find_fashion_mnist", "check_data_root", "load_fashion_mnist", "SEARCH_ENV"]
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -119,6 +119,26 @@ def find_fashion_mnist(root: Optional[Union[str, os.PathLike]] = None) -> Option
         if all(_file_in(d, stem) for stem in FILES):
             return d
     return None
+
+
+def check_data_root(root: Union[str, os.PathLike]) -> Path:
+    """The folder under a root given explicitly (``--data-root``) that holds the four files:
+    ``root`` itself, ``root/FashionMNIST/raw`` or ``root/fashion-mnist``. A root that does not
+    exist or lacks files is a ``DataError`` that names what is missing: no silent fallback to
+    another copy."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist or is not a folder; give a folder "
+                        "holding the four Fashion-MNIST files (" + ", ".join(FILES) + ", each "
+                        "plain or .gz), or leave the root out to use the usual search")
+    layouts = [root, root / "FashionMNIST" / "raw", root / "fashion-mnist"]
+    for d in layouts:
+        if all(_file_in(d, stem) for stem in FILES):
+            return d
+    best = max(layouts, key=lambda d: sum(_file_in(d, stem) is not None for stem in FILES))
+    missing = [stem + "(.gz)" for stem in FILES if _file_in(best, stem) is None]
+    raise DataError(f"data root {root} lacks Fashion-MNIST files: {best} has no "
+                    f"{', '.join(missing)}")
 
 
 def _download(dest: Path) -> Path:

@@ -22,6 +22,7 @@ __all__ = [
     "make_features",
     "vgg",
     "d2l_vgg11",
+    "init_xavier_",
     "fc_to_conv",
     "MIN_INPUT_SIZE",
 ]
@@ -217,6 +218,15 @@ def d2l_vgg11(width_ratio: int = 4, num_classes: int = 10, in_channels: int = 1,
     """
     return vgg("A", num_classes=num_classes, in_channels=in_channels, batch_norm=batch_norm,
                width_ratio=width_ratio)
+
+
+def init_xavier_(model: nn.Module) -> nn.Module:
+    """Re-initialise every convolution and linear weight Xavier-uniform, in place, as d2l's
+    ``init_cnn`` (applied by its trainer) does; biases stay as they are. Returns ``model``."""
+    for m in model.modules():
+        if type(m) in (nn.Linear, nn.Conv2d):
+            nn.init.xavier_uniform_(m.weight)
+    return model
 
 
 class ConvClassifier(nn.Module):

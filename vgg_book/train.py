@@ -27,7 +27,7 @@ The recipe in plain sight (nanoGPT style, one file you read top to bottom):
 Command line::
 
     python -m vgg_book.train --model vgg11 --width-ratio 4 --image-size 224 --epochs 10 \\
-        --batch-size 128 --lr 0.05 --device auto --out runs/vgg11-224
+        --batch-size 128 --lr 0.05 --init xavier --device auto --out runs/vgg11-224
     python -m vgg_book.train --model vgg11 --image-size 224 --scale-jitter 256 512 ...
 """
 
@@ -49,11 +49,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vgg_book.models import ALIASES, CONFIGS, MIN_INPUT_SIZE, vgg
+from vgg_book.models import ALIASES, CONFIGS, MIN_INPUT_SIZE, init_xavier_, vgg
 
 __all__ = ["TrainConfig", "TrainingError", "fit", "train", "resolve_device", "preprocess",
            "normalisation_stats", "predict", "train_step", "amp_dtype_for", "grad_scaler_for",
-           "epoch_plan", "jitter_plan", "main"]
+           "epoch_plan", "jitter_plan", "build_model", "schedule_needs_total", "set_recipe_backends", "FULL_RECIPE", "FULL_RECIPE_MODEL",
+           "full_recipe_args", "main"]
 
 #: Steps between host reads of the running loss (NaN check, progress bar) on an accelerator.
 SYNC_EVERY = 50
@@ -61,10 +62,25 @@ SYNC_EVERY = 50
 AUG_PAD = 2
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
-#: Config keys that must match for ``resume`` to continue a run.
+#: Config keys that must match for ``resume`` to continue a run (``epochs`` may grow, unless
+#: the learning-rate schedule depends on it: see ``schedule_needs_total``).
 RESUME_KEYS = ("model_spec", "batch_size", "lr", "momentum", "weight_decay", "image_size",
-               "seed", "augment", "scale_jitter", "limit_train", "limit_test", "epochs",
+               "seed", "augment", "scale_jitter", "limit_train", "limit_test", "schedule",
                "warmup_epochs", "world_size")
+#: Learning-rate schedules after the warm-up: constant (d2l's), or cosine decay to 0 at the
+#: last epoch (which depends on the total number of epochs).
+SCHEDULES = ("constant", "cosine")
+#: Initialisations the command line offers (``--init``).
+INITS = ("torchvision", "xavier")
+
+#: The full recipe, defined once: d2l's narrow VGG-11 with the Xavier initialisation d2l's
+#: trainer gives it, 224x224, batch 128, plain SGD at 0.05, 10 epochs, no augmentation. Chapter
+#: 5 runs it on a GPU, the benchmark times it to accuracy, and ``full_recipe_args()`` is the
+#: same run from the command line.
+FULL_RECIPE_MODEL = {"config": "vgg11", "width_ratio": 4, "hidden": 4096, "dropout": 0.5,
+                     "batch_norm": False, "in_channels": 1, "num_classes": 10, "init": "xavier"}
+FULL_RECIPE = {"epochs": 10, "batch_size": 128, "lr": 0.05, "image_size": 224,
+               "augment": False}
 
 
 class TrainingError(RuntimeError):
@@ -80,7 +96,8 @@ class TrainConfig:
     lr: float = 0.05               # peak learning rate
     momentum: float = 0.0          # SGD momentum (d2l's recipe: plain SGD)
     weight_decay: float = 0.0
-    warmup_epochs: float = 0.0     # linear warm-up, then constant (0 = constant from step 1)
+    warmup_epochs: float = 0.0     # linear warm-up from 0 over this many epochs (0 = none)
+    schedule: str = "constant"     # after the warm-up: "constant" or "cosine" (to 0 at the end)
     image_size: int = 224
     device: str = "auto"
     limit_train: Optional[int] = None
@@ -123,6 +140,12 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.weight_decay < 0 or cfg.warmup_epochs < 0:
         raise ValueError("weight_decay and warmup_epochs must be >= 0, got "
                          f"{cfg.weight_decay!r} and {cfg.warmup_epochs!r}")
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
+    if cfg.data_root is not None:
+        from vgg_book.data import check_data_root
+
+        check_data_root(cfg.data_root)  # an explicit root must hold the files: no fallback
     cfg.scale_jitter = check_scale_jitter(cfg.scale_jitter, cfg.image_size)
     if cfg.resume and cfg.out is None:
         raise ValueError("resume=True needs out= (the run folder holding checkpoint.pt)")
@@ -185,6 +208,16 @@ def amp_dtype_for(device: torch.device) -> Optional[torch.dtype]:
         return None
     native = torch.cuda.get_device_capability(device) >= NATIVE_BF16_CAPABILITY
     return torch.bfloat16 if native else torch.float16
+
+
+def set_recipe_backends(enabled: bool = True) -> tuple[bool, str]:
+    """Switch on (or off) the CUDA backend settings of the recipe: cuDNN autotuning of the
+    convolution algorithms (fast, not bit-reproducible) and TF32 tensor cores for fp32 matrix
+    multiplications. Returns the previous settings (``cudnn.benchmark``, matmul precision)."""
+    previous = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
+    torch.backends.cudnn.benchmark = enabled
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
+    return previous
 
 
 def grad_scaler_for(device: torch.device, amp_dtype: Optional[torch.dtype]):
@@ -349,9 +382,21 @@ def _load(train: bool, root: Optional[str]):
     return images, labels
 
 
+def schedule_needs_total(cfg: TrainConfig) -> bool:
+    """Whether the learning rate at a step depends on the run's total number of epochs (then a
+    finished run cannot simply be continued for more epochs: its past steps would differ)."""
+    return cfg.schedule == "cosine"
+
+
 def _lr_at(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
     warmup = cfg.warmup_epochs * steps_per_epoch
-    return cfg.lr * min(1.0, (step + 1) / warmup) if warmup > 0 else cfg.lr
+    if warmup > 0 and step + 1 < warmup:
+        return cfg.lr * (step + 1) / warmup
+    if cfg.schedule == "cosine":
+        total = cfg.epochs * steps_per_epoch
+        progress = (step - warmup) / max(1.0, total - warmup)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+    return cfg.lr
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -389,6 +434,15 @@ def train(model: nn.Module, cfg: TrainConfig) -> dict:
         n_params = sum(p.numel() for p in model.parameters())
         if saved.get("parameters") != n_params:
             diff["parameters"] = (saved.get("parameters"), n_params)
+        done, planned = int(ckpt["epoch"]), saved.get("epochs")
+        if cfg.epochs < done:
+            diff["epochs"] = (planned, f"{cfg.epochs} (the run already has {done})")
+        elif cfg.epochs != planned and schedule_needs_total(cfg):
+            raise ValueError(
+                f"cannot resume {out} for {cfg.epochs} epochs instead of {planned}: its "
+                f"{cfg.schedule} learning-rate schedule depends on the total number of epochs, "
+                "so the steps already taken would not match a longer run; keep --epochs "
+                f"{planned}, or start a new run with --out elsewhere")
         if diff:
             detail = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
             raise ValueError(f"cannot resume {out}: the settings differ from the saved run "
@@ -412,8 +466,7 @@ def train(model: nn.Module, cfg: TrainConfig) -> dict:
     amp_dtype = amp_dtype_for(device)
     channels_last = device.type == "cuda"
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # autotune conv algorithms (not bit-reproducible)
-        torch.set_float32_matmul_precision("high")
+        set_recipe_backends(True)
 
     # Model, optimizer, scaler; the model passed in is trained in place.
     torch.manual_seed(cfg.seed + rank)  # dropout masks differ between ranks
@@ -620,7 +673,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--warmup-epochs", type=float, default=0.0)
-    p.add_argument("--augment", action="store_true", help="random crop (pad 2) and flip")
+    p.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                   help="learning rate after the warm-up (cosine: decays to 0 at --epochs)")
+    p.add_argument("--init", choices=INITS, default="torchvision",
+                   help="weights: torchvision's (Kaiming convs, N(0, 0.01) linears) or xavier "
+                        "(Xavier-uniform, as d2l's trainer initialises its VGG)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
+                   help="random crop (pad 2) and flip (default: off, as in d2l's recipe)")
     p.add_argument("--scale-jitter", type=int, nargs=2, metavar=("LO", "HI"), default=None,
                    help="multi-scale training: resize each batch to a side drawn from LO..HI "
                         "pixels, then crop --image-size (VGG paper: 256 512 with 224)")
@@ -637,14 +696,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def full_recipe_args() -> list[str]:
+    """Command-line arguments that run ``FULL_RECIPE`` on ``FULL_RECIPE_MODEL`` (add --out)."""
+    m, r = FULL_RECIPE_MODEL, FULL_RECIPE
+    return ["--model", m["config"], "--width-ratio", str(m["width_ratio"]), "--hidden",
+            str(m["hidden"]), "--init", m["init"], "--image-size", str(r["image_size"]),
+            "--epochs", str(r["epochs"]), "--batch-size", str(r["batch_size"]), "--lr",
+            str(r["lr"]), "--augment" if r["augment"] else "--no-augment"]
+
+
+def build_model(spec: dict) -> nn.Module:
+    """The network a command line's model spec describes (seed the RNG first)."""
+    model = vgg(spec["config"], num_classes=spec["num_classes"], in_channels=spec["in_channels"],
+                batch_norm=spec["batch_norm"], width_ratio=spec["width_ratio"],
+                hidden=spec["hidden"], dropout=spec["dropout"])
+    return init_xavier_(model) if spec.get("init") == "xavier" else model
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     spec = {"config": args.model, "width_ratio": args.width_ratio, "hidden": args.hidden,
             "dropout": args.dropout, "batch_norm": args.batch_norm, "in_channels": 1,
-            "num_classes": 10}
+            "num_classes": 10, "init": args.init}
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       momentum=args.momentum, weight_decay=args.weight_decay,
-                      warmup_epochs=args.warmup_epochs, image_size=args.image_size,
+                      warmup_epochs=args.warmup_epochs, schedule=args.schedule,
+                      image_size=args.image_size,
                       device=args.device, limit_train=args.limit_train,
                       limit_test=args.limit_test, seed=args.seed, augment=args.augment,
                       scale_jitter=None if args.scale_jitter is None else tuple(args.scale_jitter),
@@ -652,8 +729,7 @@ def main(argv=None) -> int:
                       resume=args.resume, model_spec=spec, data_root=args.data_root)
     try:
         torch.manual_seed(args.seed)  # the initial weights depend on the seed alone
-        model = vgg(spec["config"], num_classes=10, in_channels=1, batch_norm=args.batch_norm,
-                    width_ratio=args.width_ratio, hidden=args.hidden, dropout=args.dropout)
+        model = build_model(spec)
         metrics = train(model, cfg)
     except (ValueError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
