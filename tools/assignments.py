@@ -30,7 +30,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reader_notebooks  # noqa: E402
-from chapter_cells import otter_marker  # noqa: E402
+from chapter_cells import otter_marker, write_atomic  # noqa: E402
 
 
 def has_assignment(path: Path) -> bool:
@@ -114,8 +114,7 @@ def assign_chapter(chapter: Path, out: Path, run_tests: bool = True) -> tuple[Pa
     """``assign`` the reader version of ``chapter`` (glue roles replaced by their values)."""
     source = out / "_source" / chapter.name
     source.parent.mkdir(parents=True, exist_ok=True)
-    reader_notebooks.write_atomic(reader_notebooks.reader_notebook(chapter, keep_otter=True),
-                                  source)
+    write_atomic(reader_notebooks.reader_notebook(chapter, keep_otter=True), source)
     return assign(source, out, run_tests=run_tests)
 
 

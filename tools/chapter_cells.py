@@ -168,7 +168,9 @@ def apply(nb, name: str) -> Report:
     return report
 
 
-def _write_atomic(nb, path: Path) -> None:
+def write_atomic(nb, path: Path) -> None:
+    """Write notebook ``nb`` to ``path`` through a temp file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ipynb.tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -184,7 +186,7 @@ def process(path: Path, check: bool) -> Report:
     nb = nbformat.read(path, as_version=4)
     report = apply(nb, path.stem)
     if report.changes and not check and not report.errors:
-        _write_atomic(nb, path)
+        write_atomic(nb, path)
     return report
 
 

@@ -25,22 +25,22 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import nbformat
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chapter_cells import otter_marker, write_atomic  # noqa: E402  (puts ROOT on the path)
+from vgg_book.colab import REPOSITORY  # noqa: E402
+from vgg_book.glue import VARIES_KEY  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
 OUT = ROOT / "notebooks"
-GLUE_PREFIX = "application/papermill.record/"  # myst_nb.ext.glue.GLUE_PREFIX
-VARIES_KEY = "vgg_book"  # vgg_book.glue.VARIES_KEY (tools do not import the package)
 DAGGER = "<sup>†</sup>"
 NOTE_ID = "vgg-book-reader-note"
-REPOSITORY = "https://github.com/vgg-book/vgg-book"
 
 ROLE = re.compile(r"\{([A-Za-z][\w:-]*)\}`([^`]*)`")
 FENCE_OPEN = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w:-]+)\}[ \t]*(?P<arg>.*)$")
@@ -175,12 +175,6 @@ def leftover_myst(text: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- notebooks
-def is_otter_raw(cell) -> bool:
-    first = cell.source.strip().split("\n", 1)[0]
-    return cell.cell_type == "raw" and bool(
-        re.match(r"#\s*(ASSIGNMENT CONFIG|(BEGIN|END)\s+(QUESTION|SOLUTION|TESTS|PROMPT))", first))
-
-
 def note_cell(title: str, values: dict):
     daggers = any(v for _, v in values.values())
     text = (f"*A reader's copy of **{title}** from [vgg-book]({REPOSITORY}). The numbers in "
@@ -203,7 +197,7 @@ def reader_notebook(chapter: Path, keep_otter: bool = False):
     cells = []
     for index, cell in enumerate(out.cells):
         where = f"{chapter.name} cell {index}"
-        if cell.cell_type == "raw" and is_otter_raw(cell):
+        if otter_marker(cell) is not None:
             if keep_otter:
                 cells.append(cell)
             continue
@@ -222,18 +216,6 @@ def reader_notebook(chapter: Path, keep_otter: bool = False):
         "language_info": {"name": "python"}}
     nbformat.validate(out)
     return out
-
-
-def write_atomic(nb, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ipynb.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(nbformat.writes(nb) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
