@@ -63,7 +63,7 @@ def hand_counted_forward_flops(model, in_channels, size):
 
 
 @pytest.mark.parametrize("model, channels, size", [
-    (d2l_vgg11(width_ratio=8), 1, 64),
+    (d2l_vgg11(width_ratio=8, input_size=64), 1, 64),
     (vgg("B", num_classes=10, width_ratio=16, hidden=64), 3, 32),
 ])
 def test_train_flops_are_three_forward_passes_of_hand_counted_flops(model, channels, size):

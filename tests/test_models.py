@@ -58,8 +58,49 @@ def test_d2l_vgg11_widths_and_shapes():
     convs = [m.out_channels for m in model.features if isinstance(m, nn.Conv2d)]
     assert convs == [16, 32, 64, 64, 128, 128, 128, 128]
     assert shapes_after_pools(model, 224, 1)[-1] == (128, 7, 7)
-    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+    assert model(torch.zeros(2, 1, 224, 224)).shape == (2, 10)
     assert [m.out_channels for m in d2l_vgg11(8).features if isinstance(m, nn.Conv2d)][0] == 8
+
+
+def test_d2l_vgg11_is_d2ls_network_flatten_and_linear():
+    # d2l: blocks, nn.Flatten(), LazyLinear(4096): no adaptive pool, FC1 reads what is there.
+    assert isinstance(d2l_vgg11().avgpool, nn.Identity)
+    assert d2l_vgg11().classifier[0].in_features == 128 * 7 * 7
+    small = d2l_vgg11(input_size=32)
+    assert small.classifier[0].in_features == 128
+    assert small(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+    # torchvision-style VGG at 32x32: FC1 reads 6,272 values that repeat 128 numbers 49 times.
+    tv = vgg("A", width_ratio=4, in_channels=1, num_classes=10)
+    with torch.no_grad():
+        pooled = tv.avgpool(tv.features(torch.randn(1, 1, 32, 32)))
+    assert pooled.numel() == 6272 and torch.unique(pooled).numel() <= 128
+    with pytest.raises(ValueError, match=r"built for 224x224 inputs \(its first linear layer "
+                                         r"reads 6,272 values\), got 32x32; build it with input_size=32"):
+        d2l_vgg11()(torch.zeros(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="input_size must be a positive integer"):
+        d2l_vgg11(input_size=0)
+    with pytest.raises(ValueError, match="input_size=16 is too small"):
+        d2l_vgg11(input_size=16)
+
+
+def test_d2l_vgg11_matches_d2ls_chapter_code():
+    # d2l.ai, "Networks Using Blocks (VGG)": the chapter's code (d2l 1.0.3 does not ship it).
+    def vgg_block(num_convs, out_channels):
+        layers = []
+        for _ in range(num_convs):
+            layers += [nn.LazyConv2d(out_channels, kernel_size=3, padding=1), nn.ReLU()]
+        return nn.Sequential(*layers, nn.MaxPool2d(kernel_size=2, stride=2))
+
+    arch = ((1, 16), (1, 32), (2, 64), (2, 128), (2, 128))
+    for side in (224, 64, 32):
+        theirs = nn.Sequential(
+            *[vgg_block(n, c) for n, c in arch], nn.Flatten(),
+            nn.LazyLinear(4096), nn.ReLU(), nn.Dropout(0.5),
+            nn.LazyLinear(4096), nn.ReLU(), nn.Dropout(0.5), nn.LazyLinear(10))
+        theirs(torch.zeros(1, 1, side, side))  # materialise the lazy layers
+        ours = d2l_vgg11(input_size=side)
+        assert [p.shape for p in ours.parameters()] == [p.shape for p in theirs.parameters()]
+
 
 
 def test_config_c_has_three_1x1_convs_and_d_has_thirteen_3x3():
@@ -92,7 +133,7 @@ def test_bad_width_ratio():
 
 
 def test_bad_inputs_at_forward():
-    model = d2l_vgg11(width_ratio=8)
+    model = d2l_vgg11(width_ratio=8, input_size=64)
     with pytest.raises(ValueError, match="expects 1 input channel"):
         model(torch.zeros(1, 3, 64, 64))
     with pytest.raises(ValueError, match=r"28x28 is too small: 5 2x2 max-pools need at least 32x32; resize"):

@@ -217,7 +217,7 @@ def time_ours(device: torch.device, s: BenchSettings, images: torch.Tensor, labe
     device-resident uint8 Fashion-MNIST, with the parts of the recipe asked for: the host reads
     the loss every ``sync_every`` steps (1: every step, as d2l does)."""
     torch.manual_seed(seed)
-    model = d2l_initialised_vgg11(s.width_ratio).to(device)
+    model = d2l_initialised_vgg11(s.width_ratio, s.image_size).to(device)
     amp_dtype = amp_dtype_for(device) if amp else None
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -245,13 +245,13 @@ def time_ours(device: torch.device, s: BenchSettings, images: torch.Tensor, labe
     return s.batch_size / per_step, (first - per_step) if compile else None
 
 
-def d2l_initialised_vgg11(width_ratio: int = 4) -> nn.Module:
+def d2l_initialised_vgg11(width_ratio: int = 4, input_size: int = 224) -> nn.Module:
     """d2l's narrow VGG-11 with the Xavier-uniform weights ``d2l.train_ch6`` gives it.
 
     (torchvision's initialisation, our default, starts with far smaller logits and sits
     longer at the loss of a uniform guess under plain SGD.)
     """
-    return init_xavier_(d2l_vgg11(width_ratio=width_ratio))
+    return init_xavier_(d2l_vgg11(width_ratio=width_ratio, input_size=input_size))
 
 
 @contextlib.contextmanager
@@ -302,7 +302,7 @@ def time_d2l(device: torch.device, s: BenchSettings, data_root: Optional[str] = 
     """Training images/s of d2l 1.0.3's pipeline: its DataLoader and a ``train_ch6`` loop."""
     with _d2l_data(s, data_root) as (d2l, (train_iter, _)), _backends(False):
         torch.manual_seed(0)
-        net = d2l_initialised_vgg11(s.width_ratio).to(device)
+        net = d2l_initialised_vgg11(s.width_ratio, s.image_size).to(device)
         optimizer = torch.optim.SGD(net.parameters(), lr=s.lr)
         loss, metric = nn.CrossEntropyLoss(), d2l.Accumulator(3)
         net.train()
@@ -338,7 +338,7 @@ def d2l_time_to_accuracy(device: torch.device, s: BenchSettings, epochs: int,
     per-epoch test accuracy and wall seconds (tests included), and when it reached each target."""
     with _d2l_data(s, data_root) as (d2l, (train_iter, test_iter)), _backends(False):
         torch.manual_seed(0)
-        net = d2l_initialised_vgg11(s.width_ratio).to(device)
+        net = d2l_initialised_vgg11(s.width_ratio, s.image_size).to(device)
         optimizer = torch.optim.SGD(net.parameters(), lr=s.lr)
         loss, history, elapsed = nn.CrossEntropyLoss(), [], 0.0
         for epoch in range(epochs):
@@ -461,8 +461,8 @@ def _time_to_accuracy(dev, s, quick, compile, data_root, d2l_skip, log) -> dict:
         recipe = {**FULL_RECIPE, "epochs": s.tta_epochs, "batch_size": s.batch_size,
                   "image_size": s.image_size, "lr": s.lr}
         torch.manual_seed(0)
-        metrics = fit(d2l_initialised_vgg11(s.width_ratio), device=str(dev), seed=0,
-                      progress=False, compile=compile, **recipe)
+        metrics = fit(d2l_initialised_vgg11(s.width_ratio, s.image_size), device=str(dev),
+                      seed=0, progress=False, compile=compile, **recipe)
         out["ours"] = {"recipe": recipe, "epochs": [
             {k: e[k] for k in ("epoch", "test_acc", "elapsed", "train_loss")}
             for e in metrics["epochs"]], "reached": _reached(metrics["epochs"], s.tta_epochs)}
@@ -499,7 +499,8 @@ def run_benchmark(device: str = "auto", quick: bool = False, compile: bool = Fal
 
     images, labels, _ = load_fashion_mnist(train=True, root=data_root)
     torch.manual_seed(0)
-    flops = train_flops_per_image(d2l_vgg11(width_ratio=s.width_ratio), 1, s.image_size)
+    flops = train_flops_per_image(d2l_vgg11(s.width_ratio, input_size=s.image_size), 1,
+                                 s.image_size)
     d2l_ips, d2l_skip = None, None if s.d2l else "turned off in the settings"
     if s.d2l:
         try:
@@ -515,7 +516,7 @@ def run_benchmark(device: str = "auto", quick: bool = False, compile: bool = Fal
     check = None
     if s.check_epochs:  # a smoke test's short real run: does the loop learn at all?
         torch.manual_seed(0)
-        run = fit(d2l_initialised_vgg11(s.width_ratio), epochs=s.check_epochs,
+        run = fit(d2l_initialised_vgg11(s.width_ratio, s.check_image_size), epochs=s.check_epochs,
                   batch_size=s.batch_size, lr=s.lr, image_size=s.check_image_size,
                   device=str(dev), limit_train=s.check_limit_train,
                   limit_test=s.check_limit_test, seed=0, progress=False)

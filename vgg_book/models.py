@@ -119,19 +119,34 @@ def make_features(config: Union[str, Sequence[Layer]], in_channels: int = 3,
 
 
 class VGG(nn.Module):
-    """``features`` (convs and pools), ``avgpool`` (to 7x7), ``classifier`` (three FC layers)."""
+    """``features`` (convs and pools), ``avgpool`` (to 7x7), ``classifier`` (three FC layers).
+
+    With ``input_size`` set there is no adaptive pool (``avgpool`` is the identity), as in
+    d2l's VGG: the classifier reads the last map as it is, so the network takes only inputs of
+    that side, and its first linear layer has ``C * (input_size / 2**pools)**2`` inputs.
+    """
 
     def __init__(self, features: nn.Sequential, num_classes: int = 1000, hidden: int = 4096,
-                 dropout: float = 0.5, init_weights: bool = True) -> None:
+                 dropout: float = 0.5, init_weights: bool = True,
+                 input_size: int | None = None) -> None:
         super().__init__()
         convs = [m for m in features.modules() if isinstance(m, nn.Conv2d)]
         self.in_channels = convs[0].in_channels
         self.num_pools = sum(isinstance(m, nn.MaxPool2d) for m in features.modules())
         last_channels = convs[-1].out_channels
         self.features = features
-        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.input_size = input_size
+        if input_size is None:
+            self.flat_side = 7
+            self.avgpool: nn.Module = nn.AdaptiveAvgPool2d((7, 7))
+        else:
+            self.flat_side = input_size // 2 ** self.num_pools
+            if self.flat_side < 1:
+                raise ValueError(f"input_size={input_size} is too small: {self.num_pools} 2x2 "
+                                 f"max-pools need at least {2 ** self.num_pools}")
+            self.avgpool = nn.Identity()
         self.classifier = nn.Sequential(
-            nn.Linear(last_channels * 7 * 7, hidden),
+            nn.Linear(last_channels * self.flat_side ** 2, hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(p=dropout),
             nn.Linear(hidden, hidden),
@@ -172,6 +187,13 @@ class VGG(nn.Module):
                 f"input {x.shape[2]}x{x.shape[3]} is too small: {self.num_pools} 2x2 max-pools "
                 f"need at least {minimum}x{minimum}; resize the images first, e.g. "
                 f"torch.nn.functional.interpolate(x, size=({minimum}, {minimum}))")
+        if self.input_size is not None and tuple(x.shape[2:]) != (self.input_size,) * 2:
+            first = self.classifier[0]
+            raise ValueError(
+                f"this VGG has no adaptive pool and was built for {self.input_size}x"
+                f"{self.input_size} inputs (its first linear layer reads {first.in_features:,} "
+                f"values), got {x.shape[2]}x{x.shape[3]}; build it with "
+                f"input_size={x.shape[2]} or resize the images")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -183,11 +205,11 @@ class VGG(nn.Module):
 
 def vgg(config: Union[str, Sequence[Layer]] = "A", *, num_classes: int = 1000,
         in_channels: int = 3, batch_norm: bool = False, width_ratio: int = 1,
-        hidden: int = 4096, dropout: float = 0.5) -> VGG:
+        hidden: int = 4096, dropout: float = 0.5, input_size: int | None = None) -> VGG:
     """Build a VGG network from a config name (``"A"``..``"E"``, ``"vgg16"``, ...) or list.
 
     ``width_ratio`` divides every conv's channel count (d2l's narrow VGG uses 4; the seed text 8);
-    it must divide each of them exactly.
+    it must divide each of them exactly. ``input_size`` drops the adaptive pool (see ``VGG``).
     """
     layers = resolve_config(config)
     if not isinstance(width_ratio, int) or isinstance(width_ratio, bool) or width_ratio < 1:
@@ -204,20 +226,26 @@ def vgg(config: Union[str, Sequence[Layer]] = "A", *, num_classes: int = 1000,
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    if input_size is not None and (not isinstance(input_size, int) or isinstance(input_size, bool)
+                                   or input_size < 1):
+        raise ValueError(f"input_size must be a positive integer or None, got {input_size!r}")
     features = make_features(layers, in_channels=in_channels, batch_norm=batch_norm,
                              width_ratio=width_ratio)
-    return VGG(features, num_classes=num_classes, hidden=hidden, dropout=dropout)
+    return VGG(features, num_classes=num_classes, hidden=hidden, dropout=dropout,
+               input_size=input_size)
 
 
 def d2l_vgg11(width_ratio: int = 4, num_classes: int = 10, in_channels: int = 1,
-              batch_norm: bool = False) -> VGG:
+              batch_norm: bool = False, input_size: int = 224) -> VGG:
     """d2l's narrow VGG-11 for Fashion-MNIST: config A with every width divided by ``width_ratio``.
 
-    d2l's chapter divides by 4 (widths 16..128); one of the seed texts by 8. The FC head keeps
-    4096 hidden units, as in d2l.
+    As in d2l, the five blocks are followed by ``Flatten`` and the FC head (4096 hidden units),
+    with no adaptive pool: the first linear layer reads ``C * (input_size / 32)**2`` values
+    (d2l's ``LazyLinear`` infers that from its 224x224 images), and the network takes only
+    inputs of side ``input_size``. d2l divides the widths by 4 (16..128); one seed text by 8.
     """
     return vgg("A", num_classes=num_classes, in_channels=in_channels, batch_norm=batch_norm,
-               width_ratio=width_ratio)
+               width_ratio=width_ratio, input_size=input_size)
 
 
 def init_xavier_(model: nn.Module) -> nn.Module:
@@ -246,7 +274,7 @@ class ConvClassifier(nn.Module):
         if isinstance(x, torch.Tensor) and x.dim() == 4 and min(x.shape[2:]) < self.min_size:
             raise ValueError(
                 f"input {x.shape[2]}x{x.shape[3]} is too small for the convolutional classifier: "
-                f"its 7x7 first layer needs at least {self.min_size}x{self.min_size}; use the "
+                f"its first layer needs at least {self.min_size}x{self.min_size}; use the "
                 "original VGG (any size >= 32) or resize the images")
         return self.head(self.features(x))
 
@@ -263,11 +291,12 @@ def fc_to_conv(model: VGG) -> ConvClassifier:
         raise ValueError(f"fc_to_conv expects a vgg_book VGG model, got {type(model).__name__}")
     linears = [m for m in model.classifier if isinstance(m, nn.Linear)]
     first = linears[0]
-    channels = first.in_features // 49
+    side = model.flat_side
+    channels = first.in_features // side ** 2
     layers: list[nn.Module] = []
     for i, m in enumerate(model.classifier):
         if isinstance(m, nn.Linear):
-            kernel = 7 if m is first else 1
+            kernel = side if m is first else 1
             in_ch = channels if m is first else m.in_features
             conv = nn.Conv2d(in_ch, m.out_features, kernel_size=kernel)
             with torch.no_grad():
@@ -282,4 +311,4 @@ def fc_to_conv(model: VGG) -> ConvClassifier:
             raise ValueError(f"unexpected layer {i} in classifier: {m}")
     head = nn.Sequential(*layers)
     head.train(model.training)
-    return ConvClassifier(model.features, head, min_size=7 * 2 ** model.num_pools)
+    return ConvClassifier(model.features, head, min_size=side * 2 ** model.num_pools)

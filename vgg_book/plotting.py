@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 __all__ = ["plot_history", "save_history_plot", "confusion_matrix", "plot_confusion",
-           "show_misclassified", "plot_throughput", "save_figure"]
+           "show_misclassified", "plot_throughput", "save_figure", "plot_paper_errors"]
 
 
 def _plt():
@@ -144,5 +144,28 @@ def plot_throughput(rows: Sequence[dict], ax=None, key: str = "images_per_s",
     ax.invert_yaxis()
     ax.set(xlabel=key.replace("_", " ").replace(" per s", "/s"), title=title)
     ax.grid(axis="x", alpha=0.3)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_paper_errors(ax=None, metric: str = "top1"):
+    """The paper's Table 3: validation error against depth, one line per training scale."""
+    from vgg_book.paper import TABLE3, weight_layers
+
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.4), dpi=100)
+    scales = {256: "S = 256", 384: "S = 384", (256, 512): "S jittered in [256, 512]"}
+    for (scale, label), marker in zip(scales.items(), "os^"):
+        rows = [r for r in TABLE3 if r.train == scale]
+        ax.plot([weight_layers(r.config) for r in rows], [getattr(r, metric) for r in rows],
+                marker + "-", label=label)
+        for r in rows:
+            ax.annotate(r.config, (weight_layers(r.config), getattr(r, metric)), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.set(xlabel="weight layers", ylabel=f"{metric} validation error (%)",
+           title="Simonyan & Zisserman (2015), Table 3")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     ax.figure.tight_layout()
     return ax.figure
