@@ -9,8 +9,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 FMNIST_SYSTEM := /usr/share/datasets/fashion-mnist
-# Debian packages the book needs: offline data, a browser for the page test, npm for vendoring.
-APT_PACKAGES := dataset-fashion-mnist chromium npm
+# Debian packages the book needs: offline data, a browser for the page test, npm for vendoring,
+# a CJK font so that the Sources page's Chinese titles render in the browser test.
+APT_PACKAGES := dataset-fashion-mnist chromium npm fonts-noto-cjk
 export PYTHONHASHSEED := 0
 
 .PHONY: setup system book book-offline vendor notebooks test test-unit test-notebooks \
@@ -33,6 +34,7 @@ system:
 	[ -d $(FMNIST_SYSTEM) ] || missing="$$missing dataset-fashion-mnist"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
+	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-noto-cjk"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; \

@@ -1,4 +1,4 @@
-"""vgg_book.accounting: counts against FlopCounterMode, torchvision and real measurements."""
+"""vgg_book.accounting: counts against FlopCounterMode, torchinfo, torchvision and real measurements."""
 
 import random
 
@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from vgg_book.accounting import (LayerRow, measure_cuda_peak, measure_saved_tensors, summary,
-                                 training_memory)
+from vgg_book.accounting import (LayerRow, measure_cuda_peak, measure_saved_tensors,
+                                 saved_tensor_bytes, summary, training_memory)
 from vgg_book.models import CONFIGS, vgg
 
 
@@ -277,3 +277,65 @@ def test_cuda_dropout_mask_is_one_byte_a_value():
 def test_cuda_peak_without_a_gpu_says_so():
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
         measure_cuda_peak(nn.Sequential(nn.Conv2d(3, 4, 3)), (3, 8, 8), 1)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_torchinfo_totals_equal_summary(config, batch_norm):
+    """torchinfo's mult-adds count every weight and bias once per output position: the same
+    as summary's MACs with bias adds, except that it also counts batch norm's scale and shift
+    (2 x C per image and layer), which summary leaves at 0 like FlopCounterMode."""
+    torchinfo = pytest.importorskip("torchinfo")
+    model = meta_vgg(config, batch_norm=batch_norm)
+    batch = 2
+    ours = summary(model, (batch, 3, 224, 224))
+    theirs = torchinfo.summary(model, input_size=(batch, 3, 224, 224), verbose=0, device="meta")
+    assert theirs.total_params == ours.total_params
+    bn_affine = sum(m.weight.numel() + m.bias.numel() for m in model.modules()
+                    if isinstance(m, nn.BatchNorm2d))
+    assert (bn_affine > 0) == batch_norm
+    assert theirs.total_mult_adds == ours.total_macs + batch * bn_affine
+    # its "Forward/backward pass size": 2 x the float32 outputs of the layers with parameters
+    with_params = sum(r.bytes_fp32 for r in ours.rows
+                      if r.type in ("Conv2d", "Linear", "BatchNorm2d"))
+    assert theirs.total_output_bytes == 2 * with_params
+    assert theirs.total_param_bytes == sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def test_torchvision_ops_are_multiply_adds_without_bias():
+    """torchvision's published "GFLOPS" (meta["_ops"]) of its eight VGG weights are our MACs
+    without bias adds, to its three decimals; batch norm does not change them."""
+    models = pytest.importorskip("torchvision.models")
+    for config, name in (("A", "VGG11"), ("B", "VGG13"), ("D", "VGG16"), ("E", "VGG19")):
+        for suffix, bn in (("", False), ("_BN", True)):
+            published = getattr(models, f"{name}{suffix}_Weights").IMAGENET1K_V1.meta["_ops"]
+            result = summary(meta_vgg(config, batch_norm=bn), (3, 224, 224), count_bias=False)
+            assert round(result.total_macs / 1e9, 3) == published, (name + suffix, published)
+            assert round(2 * result.total_macs / 1e9, 3) != published
+
+
+def test_saved_tensor_bytes_by_kind_fp32_and_bf16_autocast():
+    """bf16 autocast halves the float tensors autograd keeps, not the int64 pool indices, and
+    adds bf16 copies of the conv and linear weights (not the biases), whatever the batch."""
+    torch.manual_seed(0)
+    model = vgg([8, "M", 16, "M", 16, "M"], hidden=32, num_classes=10)
+    weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    copies = {}
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, 32, 32)
+        fp32 = saved_tensor_bytes(model, x)
+        bf16 = saved_tensor_bytes(model, x, autocast_dtype=torch.bfloat16)
+        assert sum(fp32.values()) == measure_saved_tensors(model, x)
+        assert set(fp32) == {("activations", "float32"), ("activations", "int64")}
+        assert bf16[("activations", "bfloat16")] * 2 == fp32[("activations", "float32")]
+        assert bf16[("activations", "int64")] == fp32[("activations", "int64")]
+        assert bf16[("weight copies", "bfloat16")] == 2 * weights
+        assert set(bf16) == {("activations", "bfloat16"), ("activations", "int64"),
+                             ("weight copies", "bfloat16")}
+        copies[batch] = bf16[("weight copies", "bfloat16")]
+    assert copies[1] == copies[3]
+    assert model.training
+    with pytest.raises(ValueError, match="torch.dtype"):
+        saved_tensor_bytes(model, torch.randn(1, 3, 32, 32), autocast_dtype="bf16")
+    with pytest.raises(ValueError, match="tensor input"):
+        saved_tensor_bytes(model, [1, 2, 3])

@@ -12,6 +12,8 @@ not ``file:``/``data:``/``blob:``. Per page it checks:
 - every embedded widget view rendered; pages given by ``--expect-widgets``, and chapter pages
   whose notebook stores widget outputs, must have at least one;
 - every image loaded (``naturalWidth > 0``);
+- Chinese text (the Sources page cites the seed posts by their titles) is drawn by a CJK font
+  (the browser reports the fonts it used; Debian's ``fonts-noto-cjk`` provides one);
 - chapter pages: the Colab button points at the reader notebook ``notebooks/NN_name.ipynb`` of
   the repository and branch in ``_config.yml``, and the download button's ``.ipynb`` is a copy
   of that notebook.
@@ -53,7 +55,13 @@ async () => {
   await Promise.all(imgs.map(img => img.complete ? null :
     new Promise(r => { img.onload = r; img.onerror = r; })));
   const maths = [...document.querySelectorAll('.math')];
+  // The innermost element holding Chinese text: the test asks the browser which fonts drew it.
+  const cjk = /[\u3400-\u9fff]/;
+  const holders = [...document.querySelectorAll('article *')].filter(e =>
+    [...e.childNodes].some(n => n.nodeType === 3 && cjk.test(n.textContent)));
+  if (holders.length) holders[0].setAttribute('data-cjk-probe', '');
   return {
+    cjk_elements: holders.length,
     math: maths.length,
     math_typeset: maths.filter(m => m.querySelector('mjx-container')).length,
     math_errors: document.querySelectorAll('mjx-merror').length,
@@ -134,6 +142,29 @@ def page_problems(rel: str, m: dict, book: Path, html: Path, config: dict,
     return problems
 
 
+def cjk_fonts(page, context) -> list[str]:
+    """Font families the browser drew the page's first Chinese text with (DevTools protocol)."""
+    cdp = context.new_cdp_session(page)
+    try:
+        root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+        node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "[data-cjk-probe]"})
+        cdp.send("CSS.enable")
+        fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})["fonts"]
+        return [f["familyName"] for f in fonts]
+    finally:
+        cdp.detach()
+
+
+def cjk_problems(m: dict) -> list[str]:
+    """Chinese text must be drawn by a font with CJK glyphs (else readers see empty boxes)."""
+    if not m["cjk_elements"]:
+        return []
+    if not any("CJK" in f or "Han" in f for f in m["cjk_fonts"]):
+        return [f"Chinese text drawn with {m['cjk_fonts']}, no CJK font: install one "
+                "(apt-get install fonts-noto-cjk)"]
+    return []
+
+
 def blocker(errors: list[str]):
     """A route handler that lets local files through and blocks (and records) the rest."""
     def route(r):
@@ -184,16 +215,20 @@ def run(html: Path, out: Path, chromium: str, expect_widgets: set[str]) -> int:
             page.goto((html / rel).as_uri(), wait_until="load")
             measured = page.evaluate(MEASURE_JS)
             page.wait_for_timeout(300)  # let fonts settle before the screenshot
+            measured["cjk_fonts"] = cjk_fonts(page, context) if measured["cjk_elements"] else []
             shot = out / (rel.replace("/", "__").removesuffix(".html") + ".png")
             page.screenshot(path=str(shot), full_page=True)
             page.close()
-            problems = errors + page_problems(rel, measured, book, html, config, expect_widgets)
+            problems = (errors + page_problems(rel, measured, book, html, config, expect_widgets)
+                        + cjk_problems(measured))
             report["pages"][rel] = {"problems": problems, "screenshot": shot.name, **measured}
             failed += bool(problems)
             ok = sum(i["ok"] for i in measured["images"])
             print(f"{'FAIL' if problems else 'ok  '} {rel}: math {measured['math_typeset']}/"
                   f"{measured['math']}, widgets {measured['widget_views_rendered']}/"
-                  f"{measured['widget_views']}, images {ok}/{len(measured['images'])}")
+                  f"{measured['widget_views']}, images {ok}/{len(measured['images'])}"
+                  + (f", Chinese text in {measured['cjk_fonts']}" if measured["cjk_elements"]
+                     else ""))
             for problem in problems:
                 print(f"       {problem}")
         browser.close()

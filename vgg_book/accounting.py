@@ -9,7 +9,10 @@ Conventions used throughout (the book's chapter 4 explains why):
   output). A linear layer costs ``out * in`` MACs per row. With ``count_bias=True`` (the
   default, the seed texts' formula ``C_out*H_out*W_out*(C_in*K*K + 1)``) the bias add counts
   one more MAC per output value; ``FlopCounterMode`` ignores bias, so with
-  ``count_bias=False`` our MACs are exactly its FLOPs / 2.
+  ``count_bias=False`` our MACs are exactly its FLOPs / 2. ``torchinfo.summary``'s
+  mult-adds equal our MACs with ``count_bias=True``, except that it also counts batch norm's
+  scale and shift (2 x C per image and layer); torchvision's published "GFLOPS" of its VGG
+  weights are our MACs with ``count_bias=False``.
 * Pools, ReLU, batch norm, LRN, dropout, flatten and every other module without parameters
   count **0 MACs**: their work is a few operations per value, not a dot product, and
   ``FlopCounterMode`` does not count them either, so totals compare with it directly.
@@ -20,7 +23,9 @@ Conventions used throughout (the book's chapter 4 explains why):
 Training memory (:func:`training_memory`) is weights + gradients + optimizer state + the
 tensors autograd saves for the backward pass, estimated from rules per layer type (see
 :data:`SAVED_FOR_BACKWARD`) and checked against :func:`measure_saved_tensors`, a real
-measurement with ``torch.autograd.graph.saved_tensors_hooks``.
+measurement with ``torch.autograd.graph.saved_tensors_hooks``;
+:func:`saved_tensor_bytes` splits that measurement by kind and dtype, also under
+``torch.autocast`` (mixed precision).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ __all__ = [
     "TrainingMemory",
     "training_memory",
     "measure_saved_tensors",
+    "saved_tensor_bytes",
     "measure_cuda_peak",
     "OPTIMIZER_STATES",
 ]
@@ -472,34 +478,75 @@ def training_memory(model: nn.Module, input_shape: Sequence[int], batch_size: in
                           activations=sum(k.bytes for k in kept), kept=kept)
 
 
-def measure_saved_tensors(model: nn.Module, x: torch.Tensor) -> int:
+def _from_parameters(t: torch.Tensor) -> bool:
+    """Whether autograd made ``t`` from one parameter by one-input steps only (a cast, a
+    transpose, a view): a copy of a weight, not an activation."""
+    fn = t.grad_fn
+    while fn is not None:
+        if hasattr(fn, "variable"):  # AccumulateGrad: the parameter itself
+            return True
+        nexts = fn.next_functions
+        if len(nexts) != 1 or nexts[0][0] is None:
+            return False  # an operation with several inputs (a conv, a matmul) or on the input
+        fn = nexts[0][0]
+    return False
+
+
+def saved_tensor_bytes(model: nn.Module, x: torch.Tensor, *,
+                       autocast_dtype: Optional[torch.dtype] = None) -> dict[tuple[str, str], int]:
     """Measure the bytes autograd keeps for backward in one training-mode forward of ``x``.
 
     Every tensor autograd saves passes through a ``saved_tensors_hooks`` pack hook; we add up
-    the distinct storages behind them (so a tensor saved twice, or an in-place result, counts
-    once), leaving out the model's own parameters and buffers. Runs a real forward pass on
-    ``x``'s device; the model is put in training mode and restored.
+    the distinct storages behind them (a tensor saved twice, or an in-place result, counts
+    once), leaving out the model's own parameters and buffers. The result maps
+    ``(kind, dtype)`` to bytes, e.g. ``("activations", "float32")``: kind ``"weight copies"``
+    is a tensor made from a parameter alone, such as the bfloat16 copy of a weight that
+    ``torch.autocast`` makes and a convolution keeps; everything else (the input, layer
+    outputs, pool indices, dropout masks) is ``"activations"``. With ``autocast_dtype``
+    (e.g. ``torch.bfloat16``) the forward pass runs under ``torch.autocast`` on ``x``'s
+    device. Runs a real forward pass; the model is put in training mode and restored.
     """
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"measure_saved_tensors expects a tensor input, got {type(x).__name__}")
+        raise ValueError(f"saved_tensor_bytes expects a tensor input, got {type(x).__name__}")
+    if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
+        raise ValueError(f"autocast_dtype must be a torch.dtype such as torch.bfloat16 or None, "
+                         f"got {autocast_dtype!r}")
     own = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
-    storages: dict[int, int] = {}
+    storages: dict[int, tuple[tuple[str, str], int]] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         s = t.untyped_storage()
-        if s.data_ptr() not in own:
-            storages[s.data_ptr()] = s.nbytes()
+        if s.data_ptr() not in own and s.data_ptr() not in storages:
+            kind = "weight copies" if _from_parameters(t) else "activations"
+            storages[s.data_ptr()] = ((kind, str(t.dtype).removeprefix("torch.")), s.nbytes())
         return t
 
     was_training = [(m, m.training) for m in model.modules()]
     model.train()
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model(x)
+            if autocast_dtype is None:
+                out = model(x)
+            else:
+                with torch.autocast(x.device.type, dtype=autocast_dtype):
+                    out = model(x)
+        del out  # the graph, and so every saved tensor, stayed alive until here
     finally:
         for m, mode in was_training:
             m.training = mode
-    return sum(storages.values())
+    result: dict[tuple[str, str], int] = {}
+    for key, nbytes in storages.values():
+        result[key] = result.get(key, 0) + nbytes
+    return result
+
+
+def measure_saved_tensors(model: nn.Module, x: torch.Tensor) -> int:
+    """Measure the bytes autograd keeps for backward in one training-mode float forward of
+    ``x``: the total of :func:`saved_tensor_bytes` (distinct storages, the model's own
+    parameters and buffers left out)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"measure_saved_tensors expects a tensor input, got {type(x).__name__}")
+    return sum(saved_tensor_bytes(model, x).values())
 
 
 def measure_cuda_peak(model: nn.Module, input_shape: Sequence[int], batch_size: int, *,
