@@ -11,7 +11,9 @@ import torch
 import torchvision
 from torch import nn
 
+from vgg_book import paper
 from vgg_book.models import ALIASES, CONFIGS, VGG, fc_to_conv, vgg
+from vgg_book.receptive import receptive_field
 
 # torchvision factory -> (our config, batch norm)
 TORCHVISION = {
@@ -22,7 +24,7 @@ TORCHVISION = {
 }
 
 # Simonyan & Zisserman (2015), arXiv:1409.1556, Table 2: "Number of parameters (in millions)".
-PAPER_TABLE_2 = {"A": 133, "A-LRN": 133, "B": 133, "C": 134, "D": 138, "E": 144}
+PAPER_TABLE_2 = paper.TABLE2_PARAMS_M
 
 
 def n_params(model: nn.Module) -> int:
@@ -119,6 +121,65 @@ def test_c_puts_its_1x1_convs_last_in_blocks_3_to_5():
                   if m.kernel_size == (1, 1)]
     assert one_by_one == [(6, 256, 256), (9, 512, 512), (12, 512, 512)]
     assert all(m.padding == (0, 0) for m in convs if m.kernel_size == (1, 1))
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_table1_labels_are_kernel_size_and_output_channels(config):
+    """"conv3-64" is a 3x3 conv with 64 output channels (not "the third layer", seed 004)."""
+    convs = [m for m in on_meta(vgg, config).features if isinstance(m, nn.Conv2d)]
+    labels = [layer for layer in paper.TABLE1[config] if layer.startswith("conv")]
+    assert [f"conv{m.kernel_size[0]}-{m.out_channels}" for m in convs] == labels
+    assert labels[0] == "conv3-64"
+
+
+def named_layers(config: str) -> dict:
+    """The paper's names (conv<block>_<rank>, then fc6-fc8) -> (weight shape, bias shape)."""
+    model = on_meta(vgg, config)
+    convs = {r.name: model.features[int(r.path)]
+             for r in receptive_field(model.features) if r.layer == "Conv2d"}
+    fcs = [m for m in model.classifier if isinstance(m, nn.Linear)]
+    layers = {**convs, **{f"fc{6 + i}": m for i, m in enumerate(fcs)}}
+    return {name: (tuple(m.weight.shape), tuple(m.bias.shape)) for name, m in layers.items()}
+
+
+@pytest.mark.parametrize("config", ["B", "C", "D", "E"])
+def test_a_initialises_deeper_nets_block_by_block(config):
+    """Section 3.1: the first four convs and last three FC layers of a deeper net come from A.
+
+    Mapped block by block (A's conv1_1, conv2_1, conv3_1, conv3_2 onto the layers of the same
+    names), every shape fits; so do A's other convs and its three FC layers.
+    """
+    a, deep = named_layers("A"), named_layers(config)
+    first_four = [name for name in a if name.startswith("conv")][:4]
+    assert first_four == ["conv1_1", "conv2_1", "conv3_1", "conv3_2"]
+    assert all(deep[name] == a[name] for name in a)
+    # the copy works: A's weights load into those layers of the deeper net
+    deep_model = vgg(config, width_ratio=16, hidden=32)
+    a_model = vgg("A", width_ratio=16, hidden=32)
+    a_convs = {r.name: a_model.features[int(r.path)] for r in receptive_field(a_model.features)}
+    deep_convs = {r.name: deep_model.features[int(r.path)]
+                  for r in receptive_field(deep_model.features)}
+    for name in first_four:
+        deep_convs[name].load_state_dict(a_convs[name].state_dict())
+
+
+def test_the_deeper_nets_first_four_by_position_cannot_all_come_from_a():
+    """Read as D's first four convs (conv1_1, conv1_2, conv2_1, conv2_2), two have no source."""
+    a_shapes = {shape for name, shape in named_layers("A").items() if name.startswith("conv")}
+    d = named_layers("D")
+    first_four = [name for name in d if name.startswith("conv")][:4]
+    assert [name for name in first_four if d[name] not in a_shapes] == ["conv1_2", "conv2_2"]
+
+
+def test_a_dense_position_scores_a_window_centred_on_it():
+    """A score-map position sees 404 px (> 224), centred on its 224x224 crop; stride 32."""
+    conv = on_meta(lambda: fc_to_conv(vgg("D")))
+    rf = receptive_field([*conv.features, *conv.head], 384)[-1]
+    pool5 = receptive_field(conv.features)[-1]
+    assert (rf.output_size, rf.stride) == (384 // 32 - 6, 32)
+    assert rf.size == pool5.size + 6 * 32 == 404
+    for i in range(rf.output_size):  # position i <-> the 224x224 crop starting at 32 i
+        assert rf.start + i * rf.stride == 32 * i + (224 - 1) / 2
 
 
 def test_batch_norm_adds_two_parameters_per_conv_channel():

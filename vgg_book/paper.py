@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Union
 
-__all__ = ["CITATION", "ARXIV", "TABLE1", "TABLE2_PARAMS_M", "Result", "TABLE3", "TABLE4",
+__all__ = ["CITATION", "ARXIV", "AFFILIATION", "TABLE1", "TABLE2_PARAMS_M", "Result", "TABLE3", "TABLE4",
            "TABLE5", "Entry", "TABLE7", "ILSVRC_2014", "RECIPE", "INIT", "table1_column",
            "weight_layers"]
 
 CITATION = ("K. Simonyan and A. Zisserman, Very Deep Convolutional Networks for Large-Scale "
             "Image Recognition, ICLR 2015")
 ARXIV = "https://arxiv.org/abs/1409.1556"
+# The authors' affiliation on the paper's first page.
+AFFILIATION = "Visual Geometry Group, Department of Engineering Science, University of Oxford"
 
 # Table 1, column by column, as printed: "conv<k>-<c>" is a k x k convolution with c output
 # channels (stride 1, padding keeping the size), "maxpool" a 2x2 max-pool with stride 2.
@@ -101,6 +103,10 @@ class Entry(NamedTuple):
     top1_val: Optional[float]
     top5_val: Optional[float]
     top5_test: Optional[float]
+    note: str = ""
+
+
+_SPAN = "one figure printed across the top-5 val. and test columns"
 
 
 # Table 7: ILSVRC classification, against the state of the art.
@@ -108,8 +114,8 @@ TABLE7 = [
     Entry("VGG (2 nets, multi-crop & dense eval.)", 23.7, 6.8, 6.8),
     Entry("VGG (1 net, multi-crop & dense eval.)", 24.4, 7.1, 7.0),
     Entry("VGG (ILSVRC submission, 7 nets, dense eval.)", 24.7, 7.5, 7.3),
-    Entry("GoogLeNet (1 net)", None, 7.9, None),
-    Entry("GoogLeNet (7 nets)", None, 6.7, None),
+    Entry("GoogLeNet (1 net)", None, 7.9, 7.9, _SPAN),
+    Entry("GoogLeNet (7 nets)", None, 6.7, 6.7, _SPAN),
     Entry("MSRA (11 nets)", None, None, 8.1),
     Entry("MSRA (1 net)", 27.9, 9.1, 9.1),
     Entry("Clarifai (multiple nets)", None, None, 11.7),
