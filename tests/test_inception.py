@@ -219,3 +219,14 @@ def test_googlenet_table_chains():
         assert Inception.googlenet(this).out_channels == GOOGLENET_INCEPTIONS[nxt][0], (this, nxt)
     assert Inception.googlenet("5b").out_channels == 1024
     assert [GOOGLENET_SPATIAL[n] for n in names] == [28, 28, 14, 14, 14, 14, 14, 7, 7]
+
+
+def test_gap_vgg_takes_any_side_even_after_vgg_gained_input_size():
+    """VGG.check_input, shared with GAPVGG, reads ``input_size``: GAPVGG has none (any side)."""
+    model = vgg_gap("A", num_classes=10, in_channels=1, width_ratio=64).eval()
+    assert model.input_size is None
+    with torch.no_grad():
+        for side in (32, 48, 96):
+            assert model(torch.zeros(1, 1, side, side)).shape == (1, 10)
+    with pytest.raises(ValueError, match="too small"):
+        model(torch.zeros(1, 1, 16, 16))

@@ -386,8 +386,15 @@ def test_command_line_runs_the_notebook_recipe():
     assert same_weights(cli_model, bench.d2l_initialised_vgg11())  # the benchmark's network
     chapter = (Path(T.__file__).parents[1] / "chapters" / "05_training.ipynb").read_text()
     assert "FULL_RECIPE" in chapter  # chapter 5's GPU branch uses the same definition
-    listing = " ".join(json.loads(chapter)["cells"][27]["source"]).replace("\\\n ", "")
-    assert " ".join(T.full_recipe_args()) in " ".join(listing.split())  # and its shell line
+    cells = json.loads(chapter)["cells"]
+    listing = [c for c in cells if c["cell_type"] == "markdown"
+               and "python -m vgg_book.train" in "".join(c["source"])]
+    assert len(listing) == 1, "chapter 5 has one shell listing of the full recipe"
+    shell = "".join(listing[0]["source"]).replace("\\\n", " ")
+    assert " ".join(T.full_recipe_args()) in " ".join(shell.split())  # and its shell line
+    gpu_branch = [c for c in cells if "build_model(training.FULL_RECIPE_MODEL)" in "".join(
+        c["source"])]
+    assert len(gpu_branch) == 1 and "training.FULL_RECIPE," in "".join(gpu_branch[0]["source"])
     assert T.build_parser().parse_args(["--out", "x", "--augment"]).augment is True
     assert T.build_parser().parse_args(["--out", "x"]).augment is False
 
@@ -473,3 +480,41 @@ def test_torch_compile_training_step_on_cpu():
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
     assert same_weights(eager, compiled) or all(
         torch.allclose(a, b, atol=1e-5) for a, b in zip(eager.parameters(), compiled.parameters()))
+
+
+def test_full_recipe_network_is_d2ls_at_224():
+    """The command line's network (torchvision-style, adaptive pool) computes d2l's network
+    (Flatten, no pool) at 224x224, where the last map is already 7x7."""
+    torch.manual_seed(0)
+    ours = T.build_model({**T.FULL_RECIPE_MODEL, "width_ratio": 16, "hidden": 64}).eval()
+    # d2l_vgg11 is vgg("A", ..., input_size=...); a narrow head keeps the test small
+    d2l = vgg("A", num_classes=10, in_channels=1, width_ratio=16, hidden=64,
+              input_size=T.FULL_RECIPE["image_size"]).eval()
+    d2l.load_state_dict(ours.state_dict())  # same parameters, same names
+    x = torch.randn(2, 1, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), d2l(x), atol=1e-5)
+    assert T.FULL_RECIPE_MODEL["batch_norm"] is False  # d2l's network, no batch norm
+
+
+def test_chapter_5_cpu_branch_trains_only_the_batch_norm_network():
+    """Chapter 6 says so: on a CPU chapter 5 trains the batch-norm network, on a GPU d2l's."""
+    chapter = (Path(T.__file__).parents[1] / "chapters" / "05_training.ipynb").read_text()
+    branch = next("".join(c["source"]) for c in json.loads(chapter)["cells"]
+                  if "build_model(training.FULL_RECIPE_MODEL)" in "".join(c["source"]))
+    cpu = branch.split("else:", 1)[1]
+    assert "reduced_vgg11(batch_norm=True)" in cpu and "batch_norm=False" not in cpu
+
+
+def test_xavier_is_smaller_than_kaiming_for_convs_and_larger_than_001_for_linears():
+    """Chapter 5's correction: d2l's Xavier init is not larger throughout than torchvision's."""
+    from vgg_book.models import d2l_vgg11
+
+    for m in d2l_vgg11(input_size=224).modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(m.weight)
+            xavier = (2 / (fan_in + fan_out)) ** 0.5
+            if isinstance(m, torch.nn.Conv2d):
+                assert xavier < (2 / fan_out) ** 0.5
+            else:
+                assert xavier > 0.01

@@ -55,9 +55,10 @@ async () => {
   await Promise.all(imgs.map(img => img.complete ? null :
     new Promise(r => { img.onload = r; img.onerror = r; })));
   const maths = [...document.querySelectorAll('.math')];
-  // The innermost element holding Chinese text: the test asks the browser which fonts drew it.
+  // The first visible element holding Chinese text: the test asks which fonts drew it.
   const cjk = /[\u3400-\u9fff]/;
   const holders = [...document.querySelectorAll('article *')].filter(e =>
+    (e.checkVisibility ? e.checkVisibility() : e.getClientRects().length > 0) &&
     [...e.childNodes].some(n => n.nodeType === 3 && cjk.test(n.textContent)));
   if (holders.length) holders[0].setAttribute('data-cjk-probe', '');
   return {

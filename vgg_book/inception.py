@@ -123,6 +123,7 @@ class GAPVGG(nn.Module):
         self.in_channels = convs[0].in_channels
         self.num_pools = sum(isinstance(m, nn.MaxPool2d) for m in features.modules())
         self.features = features
+        self.input_size = None  # any side: VGG.check_input then checks only the minimum
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(convs[-1].out_channels, num_classes)
         nn.init.normal_(self.classifier.weight, 0, 0.01)  # as VGG's linears
