@@ -127,7 +127,8 @@ def test_offline_config_loads_nothing_from_the_network():
     sphinx = config["sphinx"]["config"]
     assert sphinx["mathjax_path"] == "mathjax/tex-mml-chtml.js"
     assert sphinx["html_static_path"] == [str(ROOT / "_vendor")]
-    assert list(sphinx["nb_ipywidgets_js"]) == ["widgets/embed.js", "widgets/mathjax2-shim.js"]
+    assert list(sphinx["nb_ipywidgets_js"]) == ["widgets/require.js", "widgets/amd-config.js",
+                                                "widgets/embed-amd.js", "widgets/mathjax2-shim.js"]
     assert config["execute"]["execute_notebooks"] == "off"
     assert sphinx["nb_execution_show_tb"] is True  # the book's own settings are kept
     assert "http" not in json.dumps(sphinx)

@@ -7,8 +7,9 @@ Vendors MathJax and the widgets HTML manager (``tools/vendor.py``), then runs
 ``jupyter-book build --all -W --keep-going`` with ``_config.yml`` plus three Sphinx settings
 (written to ``_build/offline_config.yml``): ``_vendor/`` becomes a static path (served as
 ``_static/``), ``mathjax_path`` points at the vendored MathJax, and ``nb_ipywidgets_js``
-replaces myst-nb's CDN scripts (require.js and ``embed-amd.js``) by the vendored ``embed.js``
-and a shim that lets it typeset widget labels with MathJax 3 (``vendor.MATHJAX2_SHIM``).
+replaces myst-nb's CDN scripts (require.js and ``embed-amd.js``) by vendored copies of the same,
+with anywidget's front end and its location (``vendor.AMD_CONFIG``), and a shim that lets the
+embedder typeset widget labels with MathJax 3 (``vendor.MATHJAX2_SHIM``).
 Widget state is embedded by myst-nb from the executed notebooks either way.
 ``--execute`` overrides ``execute.execute_notebooks`` (default: as in ``_config.yml``;
 ``off`` renders the outputs stored in the notebooks).
@@ -30,7 +31,9 @@ import vendor  # noqa: E402
 OFFLINE_SPHINX = {
     "html_static_path": [str(vendor.VENDOR)],
     "mathjax_path": "mathjax/tex-mml-chtml.js",  # relative to _static/
-    "nb_ipywidgets_js": {"widgets/embed.js": {},
+    "nb_ipywidgets_js": {"widgets/require.js": {},
+                         "widgets/amd-config.js": {},
+                         "widgets/embed-amd.js": {},
                          "widgets/mathjax2-shim.js": {"defer": "defer"}},
 }
 

@@ -8,8 +8,12 @@ already matches the lock). Copied into ``_vendor/`` (git-ignored), which the off
 serves as ``_static/`` (``tools/book_offline.py``):
 - ``mathjax/``: ``tex-mml-chtml.js`` with its TeX extensions, CHTML woff2 fonts, menu and
   accessibility components (not the speech engine ``sre/``);
-- ``widgets/``: ``embed.js`` of ``@jupyter-widgets/html-manager`` (needs no require.js), the
-  font files it references (no source maps) and ``mathjax2-shim.js`` (see MATHJAX2_SHIM);
+- ``widgets/``: the RequireJS embedder ``embed-amd.js`` of ``@jupyter-widgets/html-manager``
+  (it can load custom widget modules, which the standalone ``embed.js`` cannot), the font
+  files it references (no source maps), ``require.js``, anywidget's front end
+  ``anywidget.js`` (the AMD module the installed ``anywidget`` Python package ships, so that
+  its version matches the widgets' state), ``amd-config.js`` (see AMD_CONFIG) and
+  ``mathjax2-shim.js`` (see MATHJAX2_SHIM); docs/WIDGETS.md explains the choice;
 - ``VENDORED.json``: package versions and the number of files and bytes copied.
 """
 
@@ -52,6 +56,36 @@ MATHJAX2_SHIM = """\
 """
 
 
+# RequireJS finds anywidget's front end next to this file, and every module that embed-amd.js
+# defines inline gets a URL in this folder too: webpack inside them derives its public path
+# from that URL and loads the widget fonts from it (else from the page's folder: 404s).
+AMD_CONFIG = """\
+// Written by tools/vendor.py: module locations for require.js, relative to this script.
+(function () {
+  var src = document.currentScript.src;
+  var base = src.slice(0, src.lastIndexOf("/"));
+  var paths = {"anywidget": base + "/anywidget", "@jupyter-widgets/html-manager/dist": base};
+  ["base", "controls", "base7", "controls7", "html-manager", "output"].forEach(function (m) {
+    paths["@jupyter-widgets/" + m] = base + "/" + m;
+  });
+  window.require.config({paths: paths});
+})();
+"""
+
+
+def anywidget_front_end() -> Path:
+    """The AMD front end of the installed anywidget (what classic Jupyter loads)."""
+    try:
+        import anywidget
+    except ImportError as err:
+        raise SystemExit("anywidget is not installed: run make setup") from err
+    path = Path(anywidget.__file__).parent / "nbextension" / "index.js"
+    if not path.is_file():
+        raise SystemExit(f"anywidget {anywidget.__version__} has no {path}: pin a version "
+                         "that ships nbextension/index.js")
+    return path
+
+
 def npm_install(force: bool = False) -> Path:
     """``npm ci`` the pinned packages into ``_build/npm``; return its ``node_modules``."""
     lock = (SPEC / "package-lock.json").read_text()
@@ -82,15 +116,21 @@ def copy_assets(modules: Path, dest: Path) -> dict:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
     dist = modules / "@jupyter-widgets" / "html-manager" / "dist"
-    (dest / "widgets").mkdir(parents=True)
-    shutil.copy2(dist / "embed.js", dest / "widgets" / "embed.js")
+    widgets = dest / "widgets"
+    widgets.mkdir(parents=True)
+    shutil.copy2(dist / "embed-amd.js", widgets / "embed-amd.js")
     for font in dist.iterdir():
         if font.suffix in WIDGET_SUFFIXES:
-            shutil.copy2(font, dest / "widgets" / font.name)
-    (dest / "widgets" / "mathjax2-shim.js").write_text(MATHJAX2_SHIM)
+            shutil.copy2(font, widgets / font.name)
+    shutil.copy2(modules / "requirejs" / "require.js", widgets / "require.js")
+    shutil.copy2(anywidget_front_end(), widgets / "anywidget.js")
+    (widgets / "amd-config.js").write_text(AMD_CONFIG)
+    (widgets / "mathjax2-shim.js").write_text(MATHJAX2_SHIM)
     files = [p for p in dest.rglob("*") if p.is_file()]
     versions = {name: json.loads((modules / name / "package.json").read_text())["version"]
-                for name in ("mathjax", "@jupyter-widgets/html-manager")}
+                for name in ("mathjax", "@jupyter-widgets/html-manager", "requirejs")}
+    import anywidget
+    versions["anywidget"] = anywidget.__version__
     return {"versions": versions, "files": len(files),
             "bytes": sum(p.stat().st_size for p in files)}
 
