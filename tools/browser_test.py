@@ -14,6 +14,9 @@ not ``file:``/``data:``/``blob:``. Per page it checks:
 - every image loaded (``naturalWidth > 0``);
 - Chinese text (the Sources page cites the seed posts by their titles) is drawn by a CJK font
   (the browser reports the fonts it used; Debian's ``fonts-noto-cjk`` provides one);
+- the explorers (``tools/explorer_checks.py``): driven with the keyboard and the pointer,
+  their numbers must change and equal ``vgg_book``'s for each new setting (screenshots
+  ``explorer_*_before.png`` / ``_after.png``);
 - chapter pages: the Colab button points at the reader notebook ``notebooks/NN_name.ipynb`` of
   the repository and branch in ``_config.yml``, and the download button's ``.ipynb`` is a copy
   of that notebook.
@@ -36,6 +39,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from explorer_checks import EXPLORERS  # noqa: E402
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
 NETNS_ENV = "VGG_BOOK_BROWSER_NETNS"
 META_REFRESH = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.I)
@@ -49,7 +54,10 @@ async () => {
   }
   const views = [...document.querySelectorAll(
     'script[type="application/vnd.jupyter.widget-view+json"]')];
-  const rendered = s => s.parentElement.querySelector('.widget-subarea .jupyter-widgets') !== null;
+  // A rendered view: a Lumino widget in the subarea (without a kernel it is marked
+  // "jupyter-widgets-disconnected", standard controls and anywidget views alike).
+  const rendered = s => s.parentElement.querySelector(
+    '.widget-subarea .jupyter-widgets, .widget-subarea .lm-Widget') !== null;
   for (let i = 0; i < 100 && !views.every(rendered); i++) await sleep(100);
   const imgs = [...document.images];
   await Promise.all(imgs.map(img => img.complete ? null :
@@ -219,6 +227,10 @@ def run(html: Path, out: Path, chromium: str, expect_widgets: set[str]) -> int:
             measured["cjk_fonts"] = cjk_fonts(page, context) if measured["cjk_elements"] else []
             shot = out / (rel.replace("/", "__").removesuffix(".html") + ".png")
             page.screenshot(path=str(shot), full_page=True)
+            if rel in EXPLORERS:  # drive the explorer as a reader would, check its numbers
+                explorer_problems = EXPLORERS[rel](page, out)
+                measured["explorer_problems"] = explorer_problems
+                errors.extend(explorer_problems)
             page.close()
             problems = (errors + page_problems(rel, measured, book, html, config, expect_widgets)
                         + cjk_problems(measured))

@@ -1,8 +1,9 @@
-"""Receptive-field explorer: stacks of convolutions drawn on an image, with their weight counts.
+"""Stacks of convolutions drawn on an image, with their weight counts: the static figures.
 
 The pure functions (:func:`conv_stack`, :func:`stack_summary`, :func:`rf_box`) do the work and
-are tested; :func:`draw_stack` and :func:`plot_settings_grid` draw with matplotlib; only
-:func:`explorer` needs ipywidgets and a running kernel.
+are tested; :func:`draw_stack` and :func:`plot_settings_grid` draw with matplotlib (the
+printable grid of settings beside the live explorer, :class:`vgg_book.rf_explorer.RFExplorer`,
+which computes in the browser).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from torch import nn
 from vgg_book.receptive import RFRecord, receptive_field
 
 __all__ = ["conv_stack", "StackSummary", "stack_summary", "rf_box", "draw_stack",
-           "plot_settings_grid", "explorer"]
+           "plot_settings_grid"]
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
@@ -174,35 +175,3 @@ def _draw_comparison(ax, s: StackSummary, channels: int) -> None:
                  fontsize=8)
     ax.set_ylabel(f"weights ({channels} channels in and out)")
     ax.set_title(f"ReLUs: {s.stack_relus} vs {s.single_relus}", fontsize=9)
-
-
-def explorer(image: torch.Tensor, channels: int = 64):
-    """ipywidgets explorer: sliders for the stack, the field on ``image``, the weight counts.
-
-    Needs a running kernel; in a static page use :func:`plot_settings_grid` instead.
-    """
-    import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
-
-    num_convs = w.IntSlider(value=3, min=1, max=8, description="convs")
-    kernel = w.Dropdown(options=[1, 3, 5, 7], value=3, description="kernel")
-    pool_every = w.IntSlider(value=0, min=0, max=4, description="pool every")
-
-    def show(num_convs: int, kernel: int, pool_every: int) -> None:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(7, 3.4), dpi=100)
-        try:
-            s = draw_stack(left, image, num_convs, kernel, pool_every)
-        except ValueError as e:  # e.g. too many pools for a 28x28 image
-            plt.close(fig)
-            print(e)
-            return
-        _draw_comparison(right, s, channels)
-        fig.tight_layout()
-        plt.show()
-
-    out = w.interactive_output(show, {"num_convs": num_convs, "kernel": kernel,
-                                      "pool_every": pool_every})
-    box = w.VBox([w.HBox([num_convs, kernel, pool_every]), out])
-    display(box)
-    return box
