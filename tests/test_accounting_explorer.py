@@ -5,7 +5,9 @@ browser. Here Node imports that very file (through ``tests/js/accounting_check.m
 rows and totals are compared, exactly, with :func:`vgg_book.accounting.summary` on models
 built by :func:`vgg_book.models.vgg` on the meta device: every configuration, with and without
 batch norm, at sides that pools floor (100, 320, ...), several batch sizes, bias adds counted
-or not. The widget class is checked too (traits, validation, the packaged ES module).
+or not. The JavaScript holds no configurations: each case passes it the layer list of
+:data:`vgg_book.models.CONFIGS` (JSON form), as the widget does through its ``configs`` trait.
+The widget class is checked too (traits, validation, the packaged ES module).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ NODE = shutil.which("node")
 needs_node = pytest.mark.skipif(NODE is None, reason="Node.js is not installed: the explorer's "
                                 "JavaScript cannot be run (apt-get install nodejs)")
 
+#: CONFIGS as the front end receives it (the widget's ``configs`` trait): ("1x1", c) -> lists.
+CONFIGS_JSON = json.loads(json.dumps(CONFIGS))
+
 SIDES = [32, 64, 100, 224, 256, 320, 512]
 BATCHES = [1, 3, 64]
 
@@ -42,8 +47,12 @@ def run_js(cases: list[dict], module: Path = MODULE) -> dict:
     return json.loads(done.stdout)
 
 
-def _case(config, bn, side, batch, bias, num_classes=1000) -> dict:
-    return {"config": config, "batchNorm": bn, "side": side, "batch": batch,
+def _case(config, bn, side, batch, bias, num_classes=1000, layers=None) -> dict:
+    """A case for the harness: ``layers`` (what the JS gets) is CONFIGS[config] in JSON form
+    unless given; ``config`` names the model the library builds to compare with."""
+    if layers is None:
+        layers = CONFIGS_JSON[config]
+    return {"config": config, "layers": layers, "batchNorm": bn, "side": side, "batch": batch,
             "countBias": bias, "numClasses": num_classes}
 
 
@@ -114,11 +123,9 @@ def test_js_rows_and_totals_equal_summary(js_output):
 
 
 @needs_node
-def test_js_configs_and_dtypes_equal_the_library(js_output):
+def test_js_dtypes_and_constants_equal_the_library(js_output):
     _, out = js_output
-    as_json = json.loads(json.dumps(CONFIGS))  # tuples ("1x1", c) -> lists, as in the JS
-    assert out["configs"] == as_json
-    assert list(out["configs"]) == list(CONFIGS)  # same order in the select
+    assert "configs" not in out  # the module holds no copy of CONFIGS any more
     assert out["dtypes"] == ae.DTYPES
     assert out["dtypes"]["float32"] == BYTES["fp32"] and out["dtypes"]["bfloat16"] == BYTES["bf16"]
     assert out["minSide"] == MIN_INPUT_SIZE
@@ -131,9 +138,12 @@ def test_js_configs_and_dtypes_equal_the_library(js_output):
 
 @needs_node
 def test_js_rejects_what_the_library_rejects():
-    bad = [_case("D", False, 31, 1, True), _case("F", False, 224, 1, True),
+    bad = [_case("D", False, 31, 1, True), _case("D", False, 224, 1, True, layers=[]),
+           _case("D", False, 224, 1, True, layers="D"),
+           _case("D", False, 224, 1, True, layers=[64, ["3x3", 64], "M"]),
            _case("D", False, 224, 0, True), _case("D", False, 224.5, 1, True)]
     out = run_js(bad)
+    assert len(out["results"]) == len(bad)
     for case, got in zip(bad, out["results"]):
         assert "error" in got, case
     with torch.device("meta"):
@@ -182,6 +192,23 @@ def test_widget_defaults_and_traits():
     assert {"config", "batch_norm", "side", "batch", "dtype", "count_bias",
             "num_classes"} <= synced
     assert w.bytes_per_element == 4
+
+
+def test_widget_configs_trait_is_the_library_data():
+    """The front end's only source of layer lists: CONFIGS in JSON form, synced, in order."""
+    w = ae.AccountingExplorer()
+    assert "configs" in set(w.trait_names(sync=True))
+    assert w.configs == CONFIGS_JSON
+    assert list(w.configs) == list(CONFIGS)  # the select's order
+    assert w.configs["C"][8] == ["1x1", 256]
+    state = w.get_state()["configs"]
+    assert state == CONFIGS_JSON and json.loads(json.dumps(state)) == state
+    # each widget its own copy: editing one leaves the library and other widgets alone
+    w.configs["A"].append(64)
+    assert ae.AccountingExplorer().configs["A"] == CONFIGS_JSON["A"] == list(CONFIGS["A"])
+    import traitlets
+    with pytest.raises(traitlets.TraitError, match="read-only"):
+        ae.AccountingExplorer(configs={"A": [64]})
 
 
 def test_widget_arguments_and_aliases():

@@ -11,10 +11,13 @@ Its numbers are those of :func:`vgg_book.accounting.summary` on
 ``vgg(config, batch_norm=...)`` with input ``(batch, 3, side, side)``, row for row:
 ``tests/test_accounting_explorer.py`` runs the JavaScript in Node and checks them exactly.
 :meth:`AccountingExplorer.summary` returns that library table for the widget's current state.
+The configurations' layer lists are :data:`vgg_book.models.CONFIGS`, sent to the front end as
+the synced trait ``configs`` (the JavaScript holds no copy of them).
 """
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import anywidget
@@ -31,6 +34,11 @@ MAX_SIDE = 512
 MAX_BATCH = 256
 
 _ESM = pathlib.Path(__file__).parent / "js" / "accounting_explorer.mjs"
+
+
+def _configs_json() -> dict:
+    """:data:`vgg_book.models.CONFIGS` in JSON form: ``("1x1", 256)`` becomes ``["1x1", 256]``."""
+    return json.loads(json.dumps(CONFIGS))
 
 
 def _config_name(config) -> str:
@@ -90,6 +98,8 @@ class AccountingExplorer(anywidget.AnyWidget):
     dtype = traitlets.Unicode("float32").tag(sync=True)
     count_bias = traitlets.Bool(True).tag(sync=True)
     num_classes = traitlets.Int(1000).tag(sync=True)
+    #: The layer lists the front end computes from (data, not an option): vgg_book.models.CONFIGS.
+    configs = traitlets.Dict(read_only=True).tag(sync=True)
 
     def __init__(self, config: str = "D", *, batch_norm: bool = False, side: int = 224,
                  batch: int = 1, dtype: str = "float32", count_bias: bool = True,
@@ -103,6 +113,10 @@ class AccountingExplorer(anywidget.AnyWidget):
             count_bias=_bool("count_bias", count_bias),
             num_classes=_int_in("num_classes", num_classes, 1, None),
             **kwargs)
+
+    @traitlets.default("configs")
+    def _default_configs(self):
+        return _configs_json()  # a fresh copy per widget
 
     # Later assignments (from Python or from the front end) are checked too.
     @traitlets.validate("config")

@@ -6,8 +6,9 @@ layer, the field of the central output unit drawn on a 28x28 Fashion-MNIST image
 224x224 VGG input, and the stack's weights against one convolution with the same field.
 
 All the arithmetic is in the front end, ``js/rf_explorer.mjs``, so the widget also works in a
-static HTML page with no kernel. Python only supplies the starting state (the traits) and reads
-it back when a kernel runs; :meth:`RFExplorer.to_sequential` and :meth:`RFExplorer.records`
+static HTML page with no kernel. Python only supplies the starting state (the traits), including
+the VGG configurations themselves (the ``configs`` trait, :data:`vgg_book.models.CONFIGS`: the
+front end keeps no copy), and reads it back when a kernel runs; :meth:`RFExplorer.to_sequential` and :meth:`RFExplorer.records`
 compute the same numbers with :func:`vgg_book.receptive.receptive_field`.
 ``tests/test_rf_explorer.py`` checks the JavaScript against this library, exactly.
 """
@@ -123,6 +124,12 @@ def _layer_names(config: str) -> tuple[str, ...]:
     return tuple(r.name for r in receptive_field(features) if r.layer != "ReLU")
 
 
+def _json_configs() -> dict[str, list]:
+    """:data:`~vgg_book.models.CONFIGS` as JSON reads it: ``("1x1", 256)`` becomes ``["1x1", 256]``."""
+    return {name: [list(item) if isinstance(item, tuple) else item for item in items]
+            for name, items in CONFIGS.items()}
+
+
 def _image_list(image) -> list[int]:
     if image is None:
         return [0] * IMAGE_SIDE ** 2
@@ -158,7 +165,8 @@ class RFExplorer(anywidget.AnyWidget):
     * ``input_side``: input side in pixels for the table's output sides;
     * ``channels``: C, the channels in and out of every convolution of a built stack.
 
-    The reader adds and removes layers in the page; with a kernel, the traits follow.
+    The reader adds and removes layers in the page; with a kernel, the traits follow. The
+    ``configs`` trait (read-only) carries :data:`vgg_book.models.CONFIGS` to the page.
     """
 
     _esm = pathlib.Path(__file__).parent / "js" / "rf_explorer.mjs"
@@ -172,6 +180,8 @@ class RFExplorer(anywidget.AnyWidget):
     next_stride = traitlets.Int(1).tag(sync=True)
     next_dilation = traitlets.Int(1).tag(sync=True)
     image = traitlets.List(traitlets.Int()).tag(sync=True)
+    #: The configurations the page offers, name -> layer list: data from the library, not an option.
+    configs = traitlets.Dict(read_only=True).tag(sync=True)
 
     def __init__(self, image: Any = None, *, stack: Optional[Sequence] = None,
                  mode: str = "build", config: str = "D", layer: str = "pool5",
@@ -185,6 +195,10 @@ class RFExplorer(anywidget.AnyWidget):
         self._layer_ok(layer, config)
         super().__init__(image=_image_list(image), stack=list(stack), mode=mode, config=config,
                          layer=layer, input_side=input_side, channels=channels, **kwargs)
+
+    @traitlets.default("configs")
+    def _default_configs(self) -> dict[str, list]:
+        return _json_configs()  # a fresh copy per widget: no lists shared between widgets
 
     @staticmethod
     def _layer_ok(layer, config: str) -> str:

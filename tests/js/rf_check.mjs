@@ -1,8 +1,9 @@
 // Harness for tests/test_rf_explorer.py: runs the explorer's own front-end module in Node.
 // Usage: node rf_check.mjs /abs/path/rf_explorer.mjs < cases.json > results.json
-// Input: {"cases": [...]}; each case is {"config": "D", "side": 224} (a VGG configuration,
-// 3 input channels, real widths) or {"layers": [...], "side": 57, "channels": 64} (a stack).
-// Output: {"configs": CONFIGS, "results": [{rows, weights, comparisons, boxes}, ...]}.
+// Input: {"cases": [...]}; each case is {"config": "D", "vgg": [64, 64, "M", ...], "side": 224}
+// (a VGG configuration: its layer list from vgg_book.models.CONFIGS, 3 input channels, real
+// widths) or {"layers": [...], "side": 57, "channels": 64} (a stack).
+// Output: {"results": [{names, rows, weights, stackParams, comparisons, boxes, formatted}, ...]}.
 import { pathToFileURL } from "node:url";
 
 const mod = await import(pathToFileURL(process.argv[2]).href);
@@ -12,7 +13,7 @@ const { cases } = JSON.parse(text);
 
 const results = cases.map((c) => {
   const vgg = c.config !== undefined;
-  const layers = vgg ? mod.vggLayers(c.config) : c.layers;
+  const layers = vgg ? mod.vggLayers(c.vgg) : c.layers;
   const channels = vgg ? 64 : c.channels;
   const inChannels = vgg ? 3 : c.channels;
   const rows = mod.stackTable(layers, c.side);
@@ -27,4 +28,4 @@ const results = cases.map((c) => {
     formatted: comparisons.map((cmp) => mod.formatInt(cmp.big)),
   };
 });
-process.stdout.write(JSON.stringify({ configs: mod.CONFIGS, results }));
+process.stdout.write(JSON.stringify({ results }));

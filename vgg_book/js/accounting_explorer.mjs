@@ -6,10 +6,16 @@
 // vgg_book.accounting.summary(vgg(config, batch_norm=...), (batch, 3, side, side),
 // count_bias=...) does, and draws them as bars with the totals.
 //
-// The pure functions below (vggRows, totals, activationBytes, ...) use no DOM: Node imports
-// this very file in tests/test_accounting_explorer.py (through tests/js/accounting_check.mjs)
-// and compares their numbers with vgg_book.accounting.summary, exactly. The widget class is
-// vgg_book.accounting_explorer.AccountingExplorer (an anywidget); no kernel is needed.
+// The configurations themselves live in Python only (vgg_book.models.CONFIGS): the widget
+// class, vgg_book.accounting_explorer.AccountingExplorer (an anywidget), sends them as its
+// synced trait "configs", and render() reads them from the model; no kernel is needed (a
+// static page carries the trait's value).
+//
+// The pure functions below (vggRows, totals, activationBytes, ...) use no DOM and take a
+// configuration's layer list, not its name: Node imports this very file in
+// tests/test_accounting_explorer.py (through tests/js/accounting_check.mjs), gives them the
+// layer lists of vgg_book.models.CONFIGS, and compares their numbers with
+// vgg_book.accounting.summary, exactly.
 //
 // Conventions (vgg_book/accounting.py): a k x k convolution costs
 // C_out * H_out * W_out * (C_in * k * k + 1) MACs per image (without the +1 when bias adds are
@@ -18,21 +24,8 @@
 // whole batch; an in-place ReLU gets its own row, as in summary().
 
 // ---------------------------------------------------------------------------------------
-// Data: the paper's configurations (a copy of vgg_book.models.CONFIGS; the test checks it)
+// Constants
 // ---------------------------------------------------------------------------------------
-
-/** An int is a 3x3 convolution's output channels, "M" a 2x2 max-pool, "LRN" local response
- * normalisation, ["1x1", c] a 1x1 convolution. */
-export const CONFIGS = {
-  "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-  "A-LRN": [64, "LRN", "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-  "B": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-  "C": [64, 64, "M", 128, 128, "M", 256, 256, ["1x1", 256], "M",
-        512, 512, ["1x1", 512], "M", 512, 512, ["1x1", 512], "M"],
-  "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-  "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-        512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
-};
 
 /** Bytes per value of each dtype the reader can pick. */
 export const DTYPES = { "float32": 4, "bfloat16": 2, "float16": 2 };
@@ -58,17 +51,14 @@ function checkInt(name, v, min, max) {
   }
 }
 
-function layerList(config) {
-  if (typeof config === "string") {
-    if (!Object.prototype.hasOwnProperty.call(CONFIGS, config)) {
-      throw new Error(`unknown VGG config ${config}; expected one of ${Object.keys(CONFIGS).join(", ")}`);
-    }
-    return CONFIGS[config];
+/** A configuration's layer list (as in vgg_book.models.CONFIGS, JSON form): an int is a 3x3
+ * convolution's output channels, "M" a 2x2 max-pool, "LRN" local response normalisation,
+ * ["1x1", c] a 1x1 convolution. */
+function layerList(layers) {
+  if (!Array.isArray(layers) || layers.length === 0) {
+    throw new Error("a VGG config must be a non-empty list of layers");
   }
-  if (!Array.isArray(config) || config.length === 0) {
-    throw new Error("a VGG config must be a name or a non-empty list of layers");
-  }
-  return config;
+  return layers;
 }
 
 /** One row, shaped like vgg_book.accounting.LayerRow. */
@@ -133,14 +123,15 @@ function classifierRows(channels, opts, rows) {
 }
 
 /**
- * Every leaf layer's row for VGG `config` on a batch of `batch` RGB images of side `side`:
+ * Every leaf layer's row for the VGG whose layer list is `layers` (e.g. the JSON form of
+ * vgg_book.models.CONFIGS["D"]) on a batch of `batch` RGB images of side `side`:
  * {name, type, outShape, params, macs, activations}, mirroring
  * summary(vgg(config, batch_norm=batchNorm, num_classes=numClasses), (batch, 3, side, side),
  * count_bias=countBias).rows. MACs and activations are for the whole batch.
  */
-export function vggRows(config, { batchNorm = false, side = 224, batch = 1, countBias = true,
+export function vggRows(layers, { batchNorm = false, side = 224, batch = 1, countBias = true,
                                   numClasses = 1000 } = {}) {
-  const layers = layerList(config);
+  layerList(layers);
   checkInt("side", side, MIN_SIDE);
   checkInt("batch", batch, 1);
   checkInt("numClasses", numClasses, 1);
@@ -255,10 +246,10 @@ const DEFAULTS = { config: "D", batch_norm: false, side: 224, batch: 1, dtype: "
 function validSide(v) { return Number.isInteger(v) && v >= MIN_SIDE && v <= MAX_SIDE; }
 function validBatch(v) { return Number.isInteger(v) && v >= 1 && v <= MAX_BATCH; }
 
-/** Is `v` an acceptable value of trait `k`? */
-function validTrait(k, v) {
+/** Is `v` an acceptable value of trait `k`? (`configs`: the model's configurations) */
+function validTrait(k, v, configs) {
   switch (k) {
-    case "config": return typeof v === "string" && Object.prototype.hasOwnProperty.call(CONFIGS, v);
+    case "config": return typeof v === "string" && Object.prototype.hasOwnProperty.call(configs, v);
     case "dtype": return typeof v === "string" && Object.prototype.hasOwnProperty.call(DTYPES, v);
     case "batch_norm": case "count_bias": return typeof v === "boolean";
     case "side": return validSide(v);
@@ -268,10 +259,10 @@ function validTrait(k, v) {
   }
 }
 
-function readTrait(model, k) {
+function readTrait(model, k, configs) {
   try {
     const v = model.get(k);
-    return validTrait(k, v) ? v : DEFAULTS[k];
+    return validTrait(k, v, configs) ? v : DEFAULTS[k];
   } catch (e) {
     return DEFAULTS[k];
   }
@@ -309,10 +300,19 @@ function numberPair(testid, aria, min, max) {
   return [range, num];
 }
 
-function buildControls() {
+/** The "configs" trait: {name: layer list}, sent by the Python class ({} if missing). */
+function readConfigs(model) {
+  try {
+    const v = model.get("configs");
+    if (v && typeof v === "object" && !Array.isArray(v)) return v;
+  } catch (e) { /* no such trait */ }
+  return {};
+}
+
+function buildControls(configs) {
   const c = {};
   c.config = selectOf("acct-config", "VGG configuration",
-                      Object.keys(CONFIGS).map((k) => [k, `VGG ${k}`]));
+                      Object.keys(configs).map((k) => [k, `VGG ${k}`]));
   c.batch_norm = make("input", { type: "checkbox", "data-testid": "acct-bn",
                                  "aria-label": "Batch normalisation after every convolution" });
   [c.sideRange, c.side] = numberPair("acct-side", "Input side in pixels", MIN_SIDE, MAX_SIDE);
@@ -390,8 +390,9 @@ function chartSvg(rows, bytes, dtype) {
 }
 
 function render({ model, el }) {
+  const configs = readConfigs(model);  // read once: data, not a control
   const state = {};
-  for (const k of Object.keys(DEFAULTS)) state[k] = readTrait(model, k);
+  for (const k of Object.keys(DEFAULTS)) state[k] = readTrait(model, k, configs);
   let show = "all";
 
   function sync(k, v) {
@@ -404,7 +405,7 @@ function render({ model, el }) {
 
   const root = make("div", { class: "vggb-acct" });
   root.append(make("style", {}, STYLE));
-  const c = buildControls();
+  const c = buildControls(configs);
   const ctl = make("div", { class: "ctl" });
   ctl.append(labelled("Configuration ", c.config), labelled("", c.batch_norm, " batch norm"),
              labelled("Input side ", c.sideRange, c.side), labelled("Batch ", c.batchRange, c.batch),
@@ -432,7 +433,10 @@ function render({ model, el }) {
 
   function redraw() {
     try {
-      const rows = vggRows(state.config, { batchNorm: state.batch_norm, side: state.side,
+      if (!Object.prototype.hasOwnProperty.call(configs, state.config)) {
+        throw new Error(`no layer list for VGG config ${state.config} (the "configs" trait is missing)`);
+      }
+      const rows = vggRows(configs[state.config], { batchNorm: state.batch_norm, side: state.side,
         batch: state.batch, countBias: state.count_bias, numClasses: state.num_classes });
       const bpe = DTYPES[state.dtype];
       const t = totals(rows, bpe);
@@ -488,7 +492,7 @@ function render({ model, el }) {
   // A kernel (Jupyter, Colab) may set the traits from Python: follow it.
   const handlers = Object.keys(DEFAULTS).map((k) => {
     const cb = () => {
-      const v = readTrait(model, k);
+      const v = readTrait(model, k, configs);
       if (v !== state[k]) { state[k] = v; showControls(); redraw(); }
     };
     try { model.on(`change:${k}`, cb); } catch (e) { /* no model events: static page */ }

@@ -10,23 +10,12 @@
 // stack against ONE convolution with kernel = RF and stride = jump.
 // The pure functions below are exported; tests/test_rf_explorer.py imports this very file in
 // Node (tests/js/rf_check.mjs) and checks them, exactly, against vgg_book.receptive
-// .receptive_field, vgg_book.models.CONFIGS and real torch.nn.Conv2d weight counts.
+// .receptive_field and real torch.nn.Conv2d weight counts.
+// The configurations of the paper's Table 1 are not copied here: render reads them from the
+// widget's `configs` trait (vgg_book.models.CONFIGS, name -> layer list, tuples as lists).
+// In a layer list an integer c is a 3x3 convolution (padding 1) to c channels, "M" a 2x2
+// max-pool (stride 2), "LRN" local response normalisation, ["1x1", c] a 1x1 convolution.
 // No imports, no network: the page draws with SVG and plain DOM.
-
-// ---------------------------------------------------------------------------------------
-// Data: the six configurations of the paper's Table 1 (a copy of vgg_book.models.CONFIGS).
-// An integer c is a 3x3 convolution (padding 1) to c channels, "M" a 2x2 max-pool (stride 2),
-// "LRN" local response normalisation, ["1x1", c] a 1x1 convolution to c channels.
-export const CONFIGS = {
-  "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-  "A-LRN": [64, "LRN", "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-  "B": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-  "C": [64, 64, "M", 128, 128, "M", 256, 256, ["1x1", 256], "M",
-        512, 512, ["1x1", 512], "M", 512, 512, ["1x1", 512], "M"],
-  "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-  "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-        512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
-};
 
 // ---------------------------------------------------------------------------------------
 // Pure functions (no DOM): the arithmetic.
@@ -88,10 +77,12 @@ export function stackTable(layers, inputSide = null) {
   });
 }
 
-/** The layers of a VGG configuration ("A" ... "E"): convs carry their output channels. */
-export function vggLayers(config) {
-  const items = CONFIGS[config];
-  if (!items) throw new Error(`unknown VGG configuration ${config}`);
+/**
+ * The layers of a VGG configuration, given its layer list (a value of the `configs` trait,
+ * e.g. [64, "M", 128, "M", ...]): convs carry their output channels.
+ */
+export function vggLayers(items) {
+  if (!Array.isArray(items)) throw new Error("a VGG configuration is a list of layers");
   return items.map((item) => {
     if (item === "M") return { kind: "pool", kernel: 2, stride: 2, dilation: 1, padding: 0 };
     if (item === "LRN") return { kind: "lrn", kernel: 1, stride: 1, dilation: 1, padding: 0 };
@@ -303,11 +294,15 @@ function render({ model, el }) {
   };
   const copy = (x) => JSON.parse(JSON.stringify(x));
 
+  // The configurations (name -> layer list), from Python; read once, they do not change.
+  const configs = get("configs", {});
+  const known = (name) => Array.isArray(configs[name]);
+
   // Local state, from the model's traits.
   const st = {
     mode: get("mode", "build") === "vgg" ? "vgg" : "build",
     stack: copy(get("stack", [])),
-    config: CONFIGS[get("config", "D")] ? get("config", "D") : "D",
+    config: known(get("config", "D")) ? get("config", "D") : "D",
     layer: get("layer", "pool5"),
     side: clampInt(get("input_side", 224), 1, 4096, 224),
     channels: clampInt(get("channels", 64), 1, 4096, 64),
@@ -338,7 +333,7 @@ function render({ model, el }) {
   const channels = h("input", { type: "number", min: 1, max: 4096, step: 1, "data-testid": "rf-channels",
                                 "aria-label": "Channels in and out of every convolution" });
   const config = h("select", { "data-testid": "rf-config", "aria-label": "VGG configuration" });
-  options(config, Object.keys(CONFIGS));
+  options(config, Object.keys(configs));
   const layerSel = h("select", { "data-testid": "rf-layer", "aria-label": "Layer of the VGG configuration" });
   const layerRange = h("input", { type: "range", min: 0, step: 1, "data-testid": "rf-layer-slider",
                                   "aria-label": "Layer of the VGG configuration (slider)" });
@@ -390,7 +385,7 @@ function render({ model, el }) {
   // The layers on show and the selected one.
   function current() {
     if (st.mode === "vgg") {
-      const layers = vggLayers(st.config);
+      const layers = vggLayers(configs[st.config]);
       const names = layerNames(layers);
       let index = names.indexOf(st.layer);
       if (index < 0) { index = layers.length - 1; st.layer = names[index]; }
@@ -502,12 +497,12 @@ function render({ model, el }) {
   mode.addEventListener("change", () => { st.mode = mode.value; sync("mode", st.mode); redraw(); });
   config.addEventListener("change", () => {
     st.config = config.value; sync("config", st.config);
-    if (!layerNames(vggLayers(st.config)).includes(st.layer)) { st.layer = "pool5"; }
+    if (!layerNames(vggLayers(configs[st.config])).includes(st.layer)) { st.layer = "pool5"; }
     sync("layer", st.layer); redraw();
   });
   layerSel.addEventListener("change", () => { st.layer = layerSel.value; sync("layer", st.layer); redraw(); });
   layerRange.addEventListener("input", () => {
-    const names = layerNames(vggLayers(st.config));
+    const names = layerNames(vggLayers(configs[st.config]));
     st.layer = names[clampInt(layerRange.value, 0, names.length - 1, names.length - 1)];
     sync("layer", st.layer); redraw();
   });
@@ -522,7 +517,7 @@ function render({ model, el }) {
   const listeners = [
     ["mode", (v) => { st.mode = v === "vgg" ? "vgg" : "build"; }],
     ["stack", (v) => { st.stack = copy(v || []); }],
-    ["config", (v) => { if (CONFIGS[v]) st.config = v; }],
+    ["config", (v) => { if (known(v)) st.config = v; }],
     ["layer", (v) => { st.layer = v; }],
     ["input_side", (v) => { st.side = clampInt(v, 1, 4096, st.side); }],
     ["channels", (v) => { st.channels = clampInt(v, 1, 4096, st.channels); }],
