@@ -149,7 +149,11 @@ def plot_throughput(rows: Sequence[dict], ax=None, key: str = "images_per_s",
 
 
 def plot_paper_errors(ax=None, metric: str = "top1"):
-    """The paper's Table 3: validation error against depth, one line per training scale."""
+    """The paper's Table 3: validation error against depth, one line per training scale.
+
+    Lines join the plain 3x3 networks A, B, D, E; A-LRN and C (same depths as A and D) are
+    unjoined hollow markers, so that a line never drops vertically between two networks.
+    """
     from vgg_book.paper import TABLE3, weight_layers
 
     plt = _plt()
@@ -158,11 +162,14 @@ def plot_paper_errors(ax=None, metric: str = "top1"):
     scales = {256: "S = 256", 384: "S = 384", (256, 512): "S jittered in [256, 512]"}
     for (scale, label), marker in zip(scales.items(), "os^"):
         rows = [r for r in TABLE3 if r.train == scale]
-        ax.plot([weight_layers(r.config) for r in rows], [getattr(r, metric) for r in rows],
-                marker + "-", label=label)
+        plain = [r for r in rows if r.config in ("A", "B", "D", "E")]
+        line, = ax.plot([weight_layers(r.config) for r in plain],
+                        [getattr(r, metric) for r in plain], marker + "-", label=label)
         for r in rows:
-            ax.annotate(r.config, (weight_layers(r.config), getattr(r, metric)), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+            x, y = weight_layers(r.config), getattr(r, metric)
+            if r not in plain:
+                ax.plot([x], [y], marker, mfc="none", color=line.get_color())
+            ax.annotate(r.config, (x, y), fontsize=7, xytext=(4, 2), textcoords="offset points")
     ax.set(xlabel="weight layers", ylabel=f"{metric} validation error (%)",
            title="Simonyan & Zisserman (2015), Table 3")
     ax.grid(alpha=0.3)
