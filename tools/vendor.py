@@ -73,8 +73,9 @@ AMD_CONFIG = """\
 """
 
 
-def anywidget_front_end() -> Path:
-    """The AMD front end of the installed anywidget (what classic Jupyter loads)."""
+def anywidget_front_end() -> tuple[Path, str]:
+    """The AMD front end of the installed anywidget (what classic Jupyter loads), and its
+    version."""
     try:
         import anywidget
     except ImportError as err:
@@ -83,7 +84,7 @@ def anywidget_front_end() -> Path:
     if not path.is_file():
         raise SystemExit(f"anywidget {anywidget.__version__} has no {path}: pin a version "
                          "that ships nbextension/index.js")
-    return path
+    return path, anywidget.__version__
 
 
 def npm_install(force: bool = False) -> Path:
@@ -123,14 +124,14 @@ def copy_assets(modules: Path, dest: Path) -> dict:
         if font.suffix in WIDGET_SUFFIXES:
             shutil.copy2(font, widgets / font.name)
     shutil.copy2(modules / "requirejs" / "require.js", widgets / "require.js")
-    shutil.copy2(anywidget_front_end(), widgets / "anywidget.js")
+    front_end, anywidget_version = anywidget_front_end()
+    shutil.copy2(front_end, widgets / "anywidget.js")
     (widgets / "amd-config.js").write_text(AMD_CONFIG)
     (widgets / "mathjax2-shim.js").write_text(MATHJAX2_SHIM)
     files = [p for p in dest.rglob("*") if p.is_file()]
     versions = {name: json.loads((modules / name / "package.json").read_text())["version"]
                 for name in ("mathjax", "@jupyter-widgets/html-manager", "requirejs")}
-    import anywidget
-    versions["anywidget"] = anywidget.__version__
+    versions["anywidget"] = anywidget_version
     return {"versions": versions, "files": len(files),
             "bytes": sum(p.stat().st_size for p in files)}
 
