@@ -62,7 +62,7 @@ test-unit: setup
 	$(BIN)/pytest -q tests
 
 test-notebooks: setup
-	$(BIN)/pytest -q --nbval-lax --nbval-current-env chapters
+	$(BIN)/pytest -q --nbval-lax --nbval-current-env intro.ipynb chapters
 	$(PY) tools/reader_notebooks.py --check
 
 # The strict build (-W: a warning or a missing glue value fails it) renders the outputs that

@@ -28,6 +28,10 @@ def test_dry_run_exercises_every_part(tmp_path, capsys):
     for name in gpu_check.CHAPTERS:
         nb = nbformat.read(tmp_path / "chapters" / f"{name}.ipynb", as_version=4)
         assert [c for c in nb.cells if c.cell_type == "code"][1].outputs  # imports ran
+    (times,) = tmp_path.glob("chapter-times-cpu-*.json")
+    record = json.loads(times.read_text())
+    assert record["dry_run"] is True and set(record["seconds"]) == set(gpu_check.CHAPTERS)
+    assert all(s > 0 for s in record["seconds"].values())
     assert "3 passed, 0 failed" in printed.splitlines()[-1]
     log = (tmp_path / "gpu-check.log").read_text()
     assert "vgg_book.bench" in log and "pytest" in log

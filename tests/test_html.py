@@ -9,11 +9,11 @@ checked by ``tools/browser_test.py`` (``make test-html``), Colab links included.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
 from bs4 import BeautifulSoup
@@ -48,7 +48,15 @@ def tiny_book(tmp_path_factory) -> Path:
     (book / "_config.yml").write_text(yaml.safe_dump(config))
     (book / "_toc.yml").write_text(yaml.safe_dump(
         {"format": "jb-book", "root": "intro", "chapters": [{"file": "chapters/99_fixture"}]}))
-    shutil.copy(ROOT / "intro.md", book / "intro.md")
+    # The intro is an executed notebook too, like the book's (no reader notebook of its own).
+    intro = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# A fixture book"),
+        nbformat.v4.new_code_cell("1 + 1", outputs=[nbformat.v4.new_output(
+            "execute_result", {"text/plain": "2"}, execution_count=1)], execution_count=1),
+        nbformat.v4.new_markdown_cell("```{tableofcontents}\n```")])
+    intro.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"}
+    nbformat.write(intro, book / "intro.ipynb")
     proc = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build",
                            str(book), "-W", "--keep-going"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -74,6 +82,13 @@ def test_colab_button_opens_the_reader_notebook(tiny_book):
     links = colab_links(page(tiny_book / "chapters" / "99_fixture.html"))
     assert links == [colab_url("notebooks/99_fixture.ipynb")]
     assert (tiny_book.parent.parent / "notebooks" / "99_fixture.ipynb").is_file()
+
+
+def test_intro_has_no_colab_or_source_button(tiny_book):
+    soup = page(tiny_book / "intro.html")
+    assert soup.select(".cell_output")  # the intro's output is there: it is a notebook page
+    assert colab_links(soup) == []
+    assert not [a for a in soup.find_all("a", href=True) if a["href"].endswith(".ipynb")]
 
 
 def test_download_button_serves_the_reader_notebook(tiny_book):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from vgg_book import bench, results
+from vgg_book.results import notebook_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,3 +44,22 @@ def test_new_runs_go_to_the_working_directory(tmp_path, monkeypatch):
     assert results.runs_dir() == tmp_path / "runs"
     assert results.runs_dir("ch06_runs.json") == tmp_path / "runs" / "ch06_runs.json"
     assert bench._default_out_dir() == tmp_path / "runs"  # never into the installed package
+
+
+def test_notebook_seconds_sums_the_cell_timings(tmp_path):
+    def cell(start, end):
+        return {"cell_type": "code", "metadata": {"execution": {
+            "iopub.execute_input": f"2026-01-01T00:00:{start}Z",
+            "shell.execute_reply": f"2026-01-01T00:00:{end}Z"}}}
+
+    nb = {"cells": [cell("01.000000", "03.500000"), {"cell_type": "markdown", "metadata": {}},
+                    cell("10.000000", "10.250000"), {"cell_type": "code", "metadata": {}}]}
+    assert notebook_seconds(nb) == pytest.approx(2.75)
+    path = tmp_path / "n.ipynb"
+    path.write_text(json.dumps(nb))
+    assert notebook_seconds(path) == pytest.approx(2.75)
+
+
+def test_notebook_seconds_refuses_an_untimed_notebook():
+    with pytest.raises(ValueError, match="no cell timings: execute it with Jupyter"):
+        notebook_seconds({"cells": [{"cell_type": "code", "metadata": {}}]})

@@ -9,7 +9,8 @@ line:
   channels_last, torch.compile, a real out-of-memory error, one-process NCCL DDP);
 - ``bench``: ``python -m vgg_book.bench --device cuda --compile`` (the full benchmark);
 - ``chapters``: the reader notebooks of chapters 5 and 6 executed on the GPU (their GPU
-  branches: the full recipes), from ``DIR/chapters`` so that their runs land there.
+  branches: the full recipes), from ``DIR/chapters`` so that their runs land there; their
+  run times go to ``DIR/chapter-times-cuda-DATE.json`` (the intro page's GPU column).
 Everything goes to ``DIR`` (default ``_build/gpu-check``): JSON results, executed notebooks,
 ``cuda-tests.xml``, ``gpu-check.log`` (all output) and ``summary.json``. The machine needs no
 network: ``--wheels`` unpacks a folder of wheels carried along (``make gpu-wheels`` fills
@@ -33,6 +34,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from vgg_book.results import notebook_seconds  # noqa: E402
 PARTS = ("tests", "bench", "chapters")
 BUDGET_S = {"tests": 90, "bench": 240, "chapters": 150}  # seconds, 8 minutes in all
 CHAPTERS = ("05_training", "06_after_vgg")
@@ -121,7 +124,7 @@ def part_chapters(out: Path, log: Log, env: dict, dry: bool) -> tuple[bool, str]
 
     work = out / "chapters"
     work.mkdir(exist_ok=True)
-    done, deadline = [], time.monotonic() + BUDGET_S["chapters"]
+    done, deadline, seconds = [], time.monotonic() + BUDGET_S["chapters"], {}
     for name in CHAPTERS:
         nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
         if dry:  # the set-up and import cells only
@@ -142,7 +145,24 @@ def part_chapters(out: Path, log: Log, env: dict, dry: bool) -> tuple[bool, str]
             return False, f"{name}: timed out ({BUDGET_S['chapters']} s for both chapters)"
         nbformat.write(nb, work / f"{name}.ipynb")
         done.append(f"{name} {time.perf_counter() - t0:.0f} s")
+        seconds[name] = round(notebook_seconds(nb), 1)
+    write_chapter_times(out, seconds, dry)
     return True, ", ".join(done) + (" (set-up and imports only)" if dry else "")
+
+
+def write_chapter_times(out: Path, seconds: dict, dry: bool) -> Path:
+    """``chapter-times-<device>-<date>.json``: each chapter's run time, for the intro page."""
+    import torch
+
+    device = "cpu" if dry else "cuda"
+    name = torch.cuda.get_device_name(0) if device == "cuda" else "CPU (dry run)"
+    path = out / f"chapter-times-{device}-{time.strftime('%Y-%m-%d')}.json"
+    record = {"device": device, "device_name": name, "date": time.strftime("%Y-%m-%d"),
+              "dry_run": dry, "seconds": seconds}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Figures for the training chapter: learning curves, confusion matrix, mistakes, throughput.
+"""The book's figures: the VGG family, the paper's errors, learning curves, confusion matrix,
+mistakes, throughput.
 
 Every function draws on a matplotlib ``Axes`` (made if not given) and returns the figure, so a
 notebook calls ``plt.show()`` and the command line saves the same figure to a file.
@@ -14,7 +15,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 __all__ = ["plot_history", "save_history_plot", "confusion_matrix", "plot_confusion",
-           "show_misclassified", "plot_throughput", "save_figure", "plot_paper_errors"]
+           "show_misclassified", "plot_throughput", "save_figure", "plot_paper_errors",
+           "family_layout", "plot_family"]
 
 
 def _plt():
@@ -176,3 +178,93 @@ def plot_paper_errors(ax=None, metric: str = "top1"):
     ax.legend(fontsize=8)
     ax.figure.tight_layout()
     return ax.figure
+
+
+# Colours of the five stages, by the side of the map a stage works on (input side 224).
+_STAGE_COLOURS = ("#4c72b0", "#55a868", "#c9a227", "#dd8452", "#c44e52")
+
+
+def family_layout(configs: Optional[dict] = None, input_size: int = 224) -> dict[str, list]:
+    """Boxes for :func:`plot_family`, computed from ``models.CONFIGS``: {name: [box, ...]}.
+
+    A box is a dict with ``kind`` ("conv3", "conv1", "lrn", "pool" or "fc"), ``x`` (left edge),
+    ``width`` (channels / 64; 1 for an LRN, a pool or an FC layer), ``height`` (map side /
+    input side; 1 for FC layers), ``channels``, ``side`` (map side the layer outputs) and
+    ``stage`` (0-4, the pools passed before it; 5 for the FC head).
+    """
+    from vgg_book.models import CONFIGS, resolve_config
+
+    configs = CONFIGS if configs is None else configs
+    if input_size < 32:
+        raise ValueError(f"input_size must be at least 32 (five pools halve it), got {input_size}")
+    layouts = {}
+    for name, config in configs.items():
+        boxes, x, side, stage, channels = [], 0.0, input_size, 0, 3
+        for item in resolve_config(config):
+            if item == "M":
+                side, kind, width = side // 2, "pool", 0.5
+            elif item == "LRN":
+                kind, width = "lrn", 0.5
+            else:
+                kind = "conv1" if isinstance(item, (tuple, list)) else "conv3"
+                channels = item[1] if kind == "conv1" else item
+                width = channels / 64
+            boxes.append(dict(kind=kind, x=x, width=width, height=side / input_size,
+                              channels=channels, side=side, stage=stage))
+            x += width + 0.3
+            stage += item == "M"
+        for units in (4096, 4096, 1000):
+            boxes.append(dict(kind="fc", x=x, width=1.0, height=1.0, channels=units, side=1,
+                              stage=5))
+            x += 1.3
+        layouts[name] = boxes
+    return layouts
+
+
+def plot_family(configs: Optional[dict] = None, ax=None, input_size: int = 224):
+    """The VGG family, one row per configuration, every layer a box drawn to scale.
+
+    A convolution's width is its channels (64 per unit) and its height the side of the map it
+    outputs, so each pool halves the height and each stage doubles the width up to 512. The
+    colour is the stage; hatched boxes are C's 1x1 convolutions, thin grey boxes the pools,
+    a red box A-LRN's local response normalisation, the three dark boxes the FC head.
+    """
+    from matplotlib.patches import Patch, Rectangle
+
+    import torch
+
+    from vgg_book.models import vgg
+
+    plt = _plt()
+    layouts = family_layout(configs, input_size)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 0.75 * len(layouts) + 1.2), dpi=100)
+    for row, (name, boxes) in enumerate(layouts.items()):
+        y = -row * 1.25
+        for b in boxes:
+            colour = {"pool": "#bbbbbb", "lrn": "#7b3294", "fc": "#444444"}.get(
+                b["kind"], _STAGE_COLOURS[min(b["stage"], 4)])
+            ax.add_patch(Rectangle((b["x"], y - b["height"] / 2), b["width"], b["height"],
+                                   facecolor=colour, edgecolor="white", linewidth=0.5,
+                                   hatch="////" if b["kind"] == "conv1" else None))
+        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+            params = sum(p.numel() for p in vgg(name).parameters())
+        convs = sum(b["kind"].startswith("conv") for b in boxes)
+        ax.text(-1, y, f"{name}\n{convs + 3} weight layers", ha="right", va="center", fontsize=8)
+        ax.text(boxes[-1]["x"] + 1.6, y, f"{params / 1e6:.0f}M params", va="center", fontsize=8)
+    width = max(b["x"] + b["width"] for boxes in layouts.values() for b in boxes)
+    ax.set(xlim=(-7, width + 8), ylim=(-1.25 * len(layouts) + 0.5, 0.8), xticks=[], yticks=[])
+    ax.set_title(f"The VGG family at {input_size}x{input_size}: width = channels, "
+                 "height = map side", fontsize=10)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    sides = [input_size >> k for k in range(5)]
+    handles = [Patch(color=c, label=f"{s}x{s} maps") for c, s in zip(_STAGE_COLOURS, sides)]
+    handles += [Patch(facecolor="white", edgecolor="black", hatch="////", label="1x1 conv"),
+                Patch(color="#bbbbbb", label="max-pool"), Patch(color="#7b3294", label="LRN"),
+                Patch(color="#444444", label="FC layer")]
+    ax.legend(handles=handles, ncol=5, fontsize=7, loc="upper center",
+              bbox_to_anchor=(0.5, 0.0), frameon=False)
+    ax.figure.tight_layout()
+    return ax.figure
+

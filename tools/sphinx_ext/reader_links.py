@@ -8,6 +8,7 @@ folder (``tools/reader_notebooks.py`` writes them), this extension
   ``_config.yml`` (GitHub serves it to Colab);
 - makes the download button's ``.ipynb`` a copy of that notebook, served from the HTML
   folder's ``notebooks/`` (so a downloaded ``_build/html`` has them too).
+Other pages (the intro is an executed notebook too) lose the launch and source buttons.
 Loaded by ``_config.yml`` (``sphinx: local_extensions``); runs after the theme's buttons.
 """
 
@@ -29,6 +30,7 @@ def point_buttons(app, pagename, templatename, context, doctree) -> None:
     """``html-page-context`` handler: rewrite the Colab and download links of a chapter."""
     notebook = reader_notebook(app, pagename)
     if notebook is None:
+        drop_source_buttons(context)
         return
     docs = (app.config.html_theme_options.get("path_to_docs") or "").strip("/")
     in_repo = "/".join(p for p in (docs, NOTEBOOKS, notebook.name) if p)
@@ -48,6 +50,18 @@ def point_buttons(app, pagename, templatename, context, doctree) -> None:
                     button.update(url=download, text=".ipynb",
                                   tooltip="Download the notebook (for Jupyter or Colab)")
             group["buttons"] = kept
+
+
+def drop_source_buttons(context) -> None:
+    """A page that is not a chapter (the intro, the sources) has no reader notebook: its
+    source is MyST, which Colab and Jupyter would show with raw glue roles. No launch
+    buttons and no source download there (the PDF button stays)."""
+    groups = context.get("header_buttons", [])
+    groups[:] = [g for g in groups if g.get("label") != "launch-buttons"]
+    for group in groups:
+        if group.get("label") == "download-buttons":
+            group["buttons"] = [b for b in group.get("buttons", []) if b.get("label") not in
+                                ("download-source-button", "download-notebook-button")]
 
 
 def copy_notebooks(app, exception) -> None:
