@@ -238,7 +238,7 @@ def plot_family(configs: Optional[dict] = None, ax=None, input_size: int = 224):
     plt = _plt()
     layouts = family_layout(configs, input_size)
     if ax is None:
-        _, ax = plt.subplots(figsize=(10, 0.75 * len(layouts) + 1.2), dpi=100)
+        _, ax = plt.subplots(figsize=(9, 0.7 * len(layouts) + 1.3), dpi=100)
     for row, (name, boxes) in enumerate(layouts.items()):
         y = -row * 1.25
         for b in boxes:
@@ -250,12 +250,12 @@ def plot_family(configs: Optional[dict] = None, ax=None, input_size: int = 224):
         with torch.device("meta"):  # shapes only: no memory, no initialisation cost
             params = sum(p.numel() for p in vgg(name).parameters())
         convs = sum(b["kind"].startswith("conv") for b in boxes)
-        ax.text(-1, y, f"{name}\n{convs + 3} weight layers", ha="right", va="center", fontsize=8)
-        ax.text(boxes[-1]["x"] + 1.6, y, f"{params / 1e6:.0f}M params", va="center", fontsize=8)
+        ax.text(-1, y, f"{name}\n{convs + 3} weight layers", ha="right", va="center", fontsize=9)
+        ax.text(boxes[-1]["x"] + 1.6, y, f"{params / 1e6:.0f}M params", va="center", fontsize=9)
     width = max(b["x"] + b["width"] for boxes in layouts.values() for b in boxes)
-    ax.set(xlim=(-7, width + 8), ylim=(-1.25 * len(layouts) + 0.5, 0.8), xticks=[], yticks=[])
+    ax.set(xlim=(-8, width + 9), ylim=(-1.25 * len(layouts) + 0.5, 0.8), xticks=[], yticks=[])
     ax.set_title(f"The VGG family at {input_size}x{input_size}: width = channels, "
-                 "height = map side", fontsize=10)
+                 "height = map side", fontsize=11)
     for spine in ax.spines.values():
         spine.set_visible(False)
     sides = [input_size >> k for k in range(5)]
@@ -263,7 +263,7 @@ def plot_family(configs: Optional[dict] = None, ax=None, input_size: int = 224):
     handles += [Patch(facecolor="white", edgecolor="black", hatch="////", label="1x1 conv"),
                 Patch(color="#bbbbbb", label="max-pool"), Patch(color="#7b3294", label="LRN"),
                 Patch(color="#444444", label="FC layer")]
-    ax.legend(handles=handles, ncol=5, fontsize=7, loc="upper center",
+    ax.legend(handles=handles, ncol=5, fontsize=8, loc="upper center",
               bbox_to_anchor=(0.5, 0.0), frameon=False)
     ax.figure.tight_layout()
     return ax.figure
