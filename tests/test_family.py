@@ -12,7 +12,7 @@ import torchvision
 from torch import nn
 
 from vgg_book import paper
-from vgg_book.models import ALIASES, CONFIGS, VGG, fc_to_conv, vgg
+from vgg_book.models import ALIASES, CONFIGS, VGG, fc_to_conv, linear_to_conv, vgg
 from vgg_book.receptive import receptive_field
 
 # torchvision factory -> (our config, batch norm)
@@ -207,6 +207,16 @@ def test_fc_to_conv_equals_the_fc_head_at_224(config, bn):
     assert got.shape == (2, 10, 1, 1)
     assert want.abs().max() > 1e-2
     torch.testing.assert_close(got.flatten(1), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("side", [1, 3])
+def test_linear_to_conv_computes_the_linear_layer_on_a_map(side):
+    torch.manual_seed(0)
+    linear = nn.Linear(5 * side * side, 4)
+    conv = linear_to_conv(linear, side)
+    assert conv.weight.shape == (4, 5, side, side)
+    x = torch.randn(2, 5, side, side)
+    torch.testing.assert_close(conv(x).flatten(1), linear(x.flatten(1)))
 
 
 @pytest.mark.parametrize("size,side", [(384, 6), (256, 2), (224 + 5 * 32 + 31, 6)])

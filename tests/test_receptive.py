@@ -8,8 +8,9 @@ from torch import nn
 from torchvision.models import vgg16 as tv_vgg16
 
 from vgg_book.models import CONFIGS, VGG, fc_to_conv, make_features, vgg
-from vgg_book.receptive import (input_gradient, measured_receptive_field, min_input_size,
-                                 min_measurable_size, receptive_field)
+from vgg_book.receptive import (input_gradient, linear_twin, linearised,
+                                 measured_receptive_field, min_input_size, min_measurable_size,
+                                 receptive_field, rf_step)
 from vgg_book.widgets import conv_stack, rf_box, stack_summary
 
 # Channels do not change a receptive field: width_ratio=64 leaves 1..8 channels, which is cheap.
@@ -229,3 +230,30 @@ def test_input_gradient_counts_paths_and_checks_inputs():
         assert paths[5, 5] == paths.max()
     with pytest.raises(ValueError, match=r"inputs must be a \[batch, 1, 11, 11\]"):
         input_gradient(conv_stack(2), 11, linear=False, inputs=torch.zeros(1, 3, 11, 11))
+
+
+def test_rf_step_is_the_recurrence_receptive_field_applies():
+    # A dilated, strided, padded convolution after a pool: one step from the pool's record.
+    pool, conv = nn.MaxPool2d(3, 2, padding=1), nn.Conv2d(1, 1, 3, stride=2, padding=2, dilation=2)
+    first, second = receptive_field([pool, conv])
+    step = rf_step(first.size, first.stride, first.start, kernel=5, stride=2, left=2)
+    assert step == (second.size, second.stride, second.start) == (11, 4, 0.0)
+    assert rf_step(1, 1, 0.0, 3, 1, 1) == (3, 1, 0.0)
+
+
+def test_linearised_is_the_twin_of_every_layer_and_checks_them():
+    layers = [nn.Conv2d(3, 8, 5, stride=2, padding=1, dilation=2), nn.ReLU(),
+              nn.MaxPool2d(3, 2, ceil_mode=True), nn.BatchNorm2d(8), nn.AvgPool2d(2)]
+    twins = linearised(layers)
+    for module, twin in zip(layers, twins):
+        assert type(twin) is type(linear_twin(module))
+    conv = twins[0]
+    geometry = (conv.in_channels, conv.kernel_size, conv.stride, conv.dilation, conv.padding)
+    assert geometry == (1, (5, 5), (2, 2), (2, 2), (1, 1))
+    assert torch.all(conv.weight == 1 / 25) and conv.bias is None
+    assert isinstance(twins[2], nn.AvgPool2d) and twins[2].ceil_mode
+    assert isinstance(twins[1], nn.Identity) and isinstance(twins[3], nn.Identity)
+    with pytest.raises(ValueError, match="dilated max-pool"):
+        linearised([nn.MaxPool2d(2, dilation=2)])
+    with pytest.raises(ValueError, match=r"layer 0 \(Flatten"):
+        linearised([nn.Flatten(), nn.Linear(4, 2)])

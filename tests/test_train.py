@@ -58,6 +58,11 @@ def test_preprocess_resizes_normalises_crops_and_flips():
     flips = torch.tensor([True, False, True, False])
     flipped = T.preprocess(images, 28, 0, 1, flips=flips)
     assert torch.equal(flipped[0], x[0].flip(-1)) and torch.equal(flipped[1], x[1])
+    # The core chapter 5 prints is preprocess without scale jittering and memory layout.
+    offsets = torch.randint(0, 2 * T.AUG_PAD + 1, (4, 2), generator=g)
+    assert torch.equal(T.prepare_batch(images, 40, 0.5, 0.25, offsets=offsets, flips=flips),
+                       T.preprocess(images, 40, 0.5, 0.25, offsets=offsets, flips=flips,
+                                    channels_last=True))
 
 
 def test_normalisation_stats_of_fashion_mnist():

@@ -31,6 +31,7 @@ measurement with ``torch.autograd.graph.saved_tensors_hooks``;
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -188,6 +189,8 @@ def _leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def _check_known(model: nn.Module) -> None:
     """Raise if a module owns parameters that :func:`summary` cannot attribute to MACs."""
     for name, m in model.named_modules():
+        if isinstance(m, _CONVS) and m.transposed:  # pragma: no cover - never for nn.ConvNd
+            raise ValueError(f"transposed convolution {m} is not supported")
         own = [n for n, _ in m.named_parameters(recurse=False)]
         if not own or isinstance(m, _CONVS + _NORMS + (nn.Linear,)):
             continue
@@ -202,17 +205,14 @@ def _check_known(model: nn.Module) -> None:
 
 def _layer_macs(m: nn.Module, inputs: tuple, output: torch.Tensor, count_bias: bool) -> int:
     """Multiply-adds of one call of ``m`` for the whole batch (see the module docstring)."""
-    if isinstance(m, _CONVS):
-        if m.transposed:  # pragma: no cover - nn.ConvNd subclasses are never transposed
-            raise ValueError(f"transposed convolution {m} is not supported")
-        per_output = (m.in_channels // m.groups) * math.prod(m.kernel_size)
-        macs = output.numel() * per_output
-    elif isinstance(m, nn.Linear):
+    if isinstance(m, _CONVS):  # each output value: a dot product over C_in/groups x K_h x K_w
+        macs = output.numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size)
+    elif isinstance(m, nn.Linear):  # each output value: a dot product over in_features
         macs = output.numel() * m.in_features
     else:
-        return 0
+        return 0  # pools, ReLU, norms, dropout: a few operations per value, no dot product
     if count_bias and m.bias is not None:
-        macs += output.numel()
+        macs += output.numel()  # the bias add: one more MAC per output value
     return macs
 
 
@@ -511,29 +511,33 @@ def saved_tensor_bytes(model: nn.Module, x: torch.Tensor, *,
     if autocast_dtype is not None and not isinstance(autocast_dtype, torch.dtype):
         raise ValueError(f"autocast_dtype must be a torch.dtype such as torch.bfloat16 or None, "
                          f"got {autocast_dtype!r}")
+    was_training = [(m, m.training) for m in model.modules()]
+    model.train()
+    try:
+        return _saved_bytes(model, x, autocast_dtype)
+    finally:
+        for m, mode in was_training:
+            m.training = mode
+
+
+def _saved_bytes(model: nn.Module, x: torch.Tensor, autocast_dtype: Optional[torch.dtype]
+                 ) -> dict[tuple[str, str], int]:
+    """The measurement of :func:`saved_tensor_bytes`, without its checks."""
     own = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
     storages: dict[int, tuple[tuple[str, str], int]] = {}
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
+    def pack(t: torch.Tensor) -> torch.Tensor:  # autograd calls it for every tensor it saves
         s = t.untyped_storage()
-        if s.data_ptr() not in own and s.data_ptr() not in storages:
+        if s.data_ptr() not in own and s.data_ptr() not in storages:  # new memory
             kind = "weight copies" if _from_parameters(t) else "activations"
             storages[s.data_ptr()] = ((kind, str(t.dtype).removeprefix("torch.")), s.nbytes())
         return t
 
-    was_training = [(m, m.training) for m in model.modules()]
-    model.train()
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            if autocast_dtype is None:
-                out = model(x)
-            else:
-                with torch.autocast(x.device.type, dtype=autocast_dtype):
-                    out = model(x)
-        del out  # the graph, and so every saved tensor, stayed alive until here
-    finally:
-        for m, mode in was_training:
-            m.training = mode
+    precision = (nullcontext() if autocast_dtype is None
+                 else torch.autocast(x.device.type, dtype=autocast_dtype))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), precision:
+        out = model(x)
+    del out  # the graph, and so every saved tensor, stayed alive until here
     result: dict[tuple[str, str], int] = {}
     for key, nbytes in storages.values():
         result[key] = result.get(key, 0) + nbytes

@@ -24,6 +24,7 @@ __all__ = [
     "d2l_vgg11",
     "init_xavier_",
     "fc_to_conv",
+    "linear_to_conv",
     "MIN_INPUT_SIZE",
 ]
 
@@ -46,16 +47,21 @@ ALIASES = {"vgg11": "A", "vgg11-lrn": "A-LRN", "vgg13": "B", "vgg16-1x1": "C",
 MIN_INPUT_SIZE = 32
 
 
+def _check_counts(where: str, **counts: int) -> None:
+    """Raise ``ValueError`` unless every count is a positive integer (a bool is not one)."""
+    for name, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}")
+
+
 def vgg_block(num_convs: int, in_channels: int, out_channels: int,
               batch_norm: bool = False) -> nn.Sequential:
     """One VGG block: ``num_convs`` 3x3 convolutions (padding 1) with ReLU, then a 2x2 max-pool.
 
     Padding 1 keeps the height and width of every convolution's input; the pool halves them.
     """
-    for name, value in (("num_convs", num_convs), ("in_channels", in_channels),
-                        ("out_channels", out_channels)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"vgg_block: {name} must be a positive integer, got {value!r}")
+    _check_counts("vgg_block", num_convs=num_convs, in_channels=in_channels,
+                  out_channels=out_channels)
     layers: list[nn.Module] = []
     for _ in range(num_convs):
         layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1))
@@ -279,30 +285,34 @@ class ConvClassifier(nn.Module):
         return self.head(self.features(x))
 
 
+def linear_to_conv(linear: nn.Linear, side: int) -> nn.Conv2d:
+    """The convolution that computes ``linear`` on a ``C x side x side`` map: the same
+    weights, each output's row reshaped into a ``C x side x side`` kernel (1x1 for side 1)."""
+    channels = linear.in_features // side ** 2
+    conv = nn.Conv2d(channels, linear.out_features, kernel_size=side)
+    with torch.no_grad():
+        conv.weight.copy_(linear.weight.reshape(linear.out_features, channels, side, side))
+        conv.bias.copy_(linear.bias)
+    return conv
+
+
 def fc_to_conv(model: VGG) -> ConvClassifier:
     """Convert a VGG's FC classifier into an equivalent fully convolutional network.
 
-    ``Linear(C*7*7, h)`` becomes ``Conv2d(C, h, 7)``, the next two linears 1x1 convs. On a
-    224x224 input the output is a 1x1 score map equal to ``model(x)``; on a larger input it is
-    a map of scores, one per 224x224 window at stride 32 (dense evaluation, as in the paper).
-    The features are shared with ``model``, the head's weights copied.
+    ``Linear(C*7*7, h)`` becomes ``Conv2d(C, h, 7)``, the next two linears 1x1 convs
+    (``linear_to_conv``). On a 224x224 input the output is a 1x1 score map equal to
+    ``model(x)``; on a larger input it is a map of scores, one per 224x224 window at stride 32
+    (dense evaluation, as in the paper). The features are shared with ``model``, the head's
+    weights copied.
     """
     if not isinstance(model, VGG):
         raise ValueError(f"fc_to_conv expects a vgg_book VGG model, got {type(model).__name__}")
-    linears = [m for m in model.classifier if isinstance(m, nn.Linear)]
-    first = linears[0]
+    first = next(m for m in model.classifier if isinstance(m, nn.Linear))
     side = model.flat_side
-    channels = first.in_features // side ** 2
     layers: list[nn.Module] = []
     for i, m in enumerate(model.classifier):
         if isinstance(m, nn.Linear):
-            kernel = side if m is first else 1
-            in_ch = channels if m is first else m.in_features
-            conv = nn.Conv2d(in_ch, m.out_features, kernel_size=kernel)
-            with torch.no_grad():
-                conv.weight.copy_(m.weight.reshape(m.out_features, in_ch, kernel, kernel))
-                conv.bias.copy_(m.bias)
-            layers.append(conv)
+            layers.append(linear_to_conv(m, side if m is first else 1))
         elif isinstance(m, nn.ReLU):
             layers.append(nn.ReLU(inplace=False))
         elif isinstance(m, nn.Dropout):

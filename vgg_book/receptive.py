@@ -37,9 +37,11 @@ __all__ = [
     "MeasuredRF",
     "SUPPORTED_LAYERS",
     "flatten_layers",
+    "rf_step",
     "receptive_field",
     "min_input_size",
     "min_measurable_size",
+    "linear_twin",
     "linearised",
     "input_gradient",
     "measured_receptive_field",
@@ -267,6 +269,15 @@ def _input_hw(input_size) -> Optional[tuple[int, int]]:
     return hw
 
 
+def rf_step(size: int, jump: int, start: float, kernel: int, stride: int,
+            left: int) -> tuple[int, int, float]:
+    """One layer of the recurrence along one axis: ``(size, jump, start)`` after a window of
+    (effective) ``kernel`` pixels, moved by ``stride``, with ``left`` pixels of padding."""
+    new_size = size + (kernel - 1) * jump
+    new_start = start + ((kernel - 1) / 2 - left) * jump
+    return new_size, jump * stride, new_start
+
+
 def receptive_field(layers, input_size: Optional[Size2] = None) -> list[RFRecord]:
     """One :class:`RFRecord` per layer of ``layers``: receptive-field size, jump and start.
 
@@ -285,9 +296,8 @@ def receptive_field(layers, input_size: Optional[Size2] = None) -> list[RFRecord
         if geometry is not None:
             kernel, stride, left, right, ceil_mode = geometry
             for a in range(2):
-                size[a] += (kernel[a] - 1) * jump[a]
-                start[a] += ((kernel[a] - 1) / 2 - left[a]) * jump[a]
-                jump[a] *= stride[a]
+                size[a], jump[a], start[a] = rf_step(size[a], jump[a], start[a], kernel[a],
+                                                     stride[a], left[a])
                 if hw is not None:
                     hw[a] = _out_len(hw[a], kernel[a], stride[a], left[a], right[a], ceil_mode)
             if hw is not None and min(hw) < 1:
@@ -340,6 +350,24 @@ def min_measurable_size(layers, multiple: int = 32, limit: int = 4096) -> int:
 
 # --- Measurement -----------------------------------------------------------------------------
 
+def linear_twin(module: nn.Module) -> nn.Module:
+    """``module``'s one-channel twin in the :func:`linearised` copy (no checks: see there)."""
+    if isinstance(module, nn.Conv2d):  # same geometry, positive weights, no bias
+        conv = nn.Conv2d(1, 1, module.kernel_size, stride=module.stride, padding=module.padding,
+                         dilation=module.dilation, padding_mode=module.padding_mode,
+                         bias=False, dtype=torch.float64)
+        nn.init.constant_(conv.weight, 1.0 / conv.weight.numel())
+        return conv
+    if isinstance(module, nn.MaxPool2d):  # every pixel of the window counts, not the arg-max
+        return nn.AvgPool2d(module.kernel_size, module.stride, module.padding,
+                            ceil_mode=module.ceil_mode)
+    if isinstance(module, nn.AdaptiveMaxPool2d):
+        return nn.AdaptiveAvgPool2d(module.output_size)
+    if isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+        return copy.deepcopy(module)
+    return nn.Identity()  # ReLU, batch norm, LRN, dropout act on each pixel alone
+
+
 def linearised(layers) -> nn.Sequential:
     """A one-channel copy of ``layers`` in which every pixel's influence is positive.
 
@@ -355,24 +383,10 @@ def linearised(layers) -> nn.Sequential:
     for path, module in flatten_layers(layers):
         if not isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
             _geometry(path, module, None)  # a clear ValueError for unsupported layers
-        if isinstance(module, nn.Conv2d):
-            conv = nn.Conv2d(1, 1, module.kernel_size, stride=module.stride,
-                             padding=module.padding, dilation=module.dilation,
-                             padding_mode=module.padding_mode, bias=False, dtype=torch.float64)
-            nn.init.constant_(conv.weight, 1.0 / conv.weight.numel())
-            out.append(conv)
-        elif isinstance(module, nn.MaxPool2d):
-            if _pair(module.dilation) != (1, 1):
-                raise ValueError(f"layer {path} ({module}): a dilated max-pool has no average-pool "
-                                 "twin in torch, so it cannot be measured; use dilation=1")
-            out.append(nn.AvgPool2d(module.kernel_size, module.stride, module.padding,
-                                    ceil_mode=module.ceil_mode))
-        elif isinstance(module, nn.AdaptiveMaxPool2d):
-            out.append(nn.AdaptiveAvgPool2d(module.output_size))
-        elif isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
-            out.append(copy.deepcopy(module))
-        else:
-            out.append(nn.Identity())
+        if isinstance(module, nn.MaxPool2d) and _pair(module.dilation) != (1, 1):
+            raise ValueError(f"layer {path} ({module}): a dilated max-pool has no average-pool "
+                             "twin in torch, so it cannot be measured; use dilation=1")
+        out.append(linear_twin(module))
     return nn.Sequential(*out)
 
 

@@ -233,38 +233,53 @@ def normalisation_stats(images: torch.Tensor) -> tuple[float, float]:
     return float(x.mean()), float(x.std())
 
 
+def prepare_batch(images: torch.Tensor, side: int, mean: float, std: float,
+                  offsets: Optional[torch.Tensor] = None,
+                  flips: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """uint8 ``[B, 28, 28]`` -> normalised float ``[B, 1, side, side]``, on the same device."""
+    x = images.unsqueeze(1).float().div_(255)  # bytes to [0, 1]
+    if offsets is not None:  # a random 28x28 window of the image padded with black
+        x = _shift(x, offsets)
+    if flips is not None:  # mirror the chosen images left-right
+        x = torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
+    x = (x - mean) / std  # before the (linear) resize: on 784 pixels, not side**2
+    if side != x.shape[-1]:
+        x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+    return x
+
+
 def preprocess(images: torch.Tensor, image_size: int, mean: float, std: float,
                offsets: Optional[torch.Tensor] = None, flips: Optional[torch.Tensor] = None,
                channels_last: bool = False, scale: Optional[int] = None,
                crops: Optional[torch.Tensor] = None) -> torch.Tensor:
     """uint8 ``[B, 28, 28]`` -> float ``[B, 1, image_size, image_size]``, on the images' device.
 
-    ``offsets`` (int ``[B, 2]`` in ``0..2*AUG_PAD``) take a random 28x28 crop of the image padded
-    by ``AUG_PAD`` black pixels; ``flips`` (bool ``[B]``) mirror left-right. Normalising before
-    the (linear) bilinear resize gives the same result as after, on 784 instead of
-    ``image_size**2`` pixels. Scale jittering: ``scale`` (pixels, >= ``image_size``) resizes to
-    ``scale x scale`` instead, then ``crops`` (int ``[B, 2]``, row and column of the top-left
-    corner, in ``0..scale - image_size``) cut each image's own ``image_size`` square out of it.
+    ``prepare_batch`` does the work: ``offsets`` (int ``[B, 2]`` in ``0..2*AUG_PAD``) take a
+    random 28x28 crop of the image padded by ``AUG_PAD`` black pixels; ``flips`` (bool ``[B]``)
+    mirror left-right. Normalising before the (linear) bilinear resize gives the same result as
+    after, on 784 instead of ``image_size**2`` pixels. Scale jittering: ``scale`` (pixels,
+    >= ``image_size``) resizes to ``scale x scale`` instead, then ``crops`` (int ``[B, 2]``, row
+    and column of the top-left corner, in ``0..scale - image_size``) cut each image's own
+    ``image_size`` square out of it.
     """
-    x = images.unsqueeze(1).float().div_(255)
-    if offsets is not None:
-        n, _, h, w = x.shape
-        padded = F.pad(x, (AUG_PAD,) * 4)
-        rows = offsets[:, 0, None] + torch.arange(h, device=x.device)  # [B, h]
-        cols = offsets[:, 1, None] + torch.arange(w, device=x.device)  # [B, w]
-        batch = torch.arange(n, device=x.device)[:, None, None]
-        x = padded[batch, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
-    if flips is not None:
-        x = torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
-    x = (x - mean) / std
     side = image_size if scale is None else scale
-    if side != x.shape[-1]:
-        x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+    x = prepare_batch(images, side, mean, std, offsets=offsets, flips=flips)
     if scale is not None:
         x = _crop(x, crops, image_size)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+def _shift(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, h, w]`` -> the same shape: image b's window at ``offsets[b]`` (row, col) of the
+    image padded by ``AUG_PAD`` black (zero) pixels on every side."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (AUG_PAD,) * 4)
+    rows = offsets[:, 0, None] + torch.arange(h, device=x.device)  # [B, h]
+    cols = offsets[:, 1, None] + torch.arange(w, device=x.device)  # [B, w]
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    return padded[batch, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
 
 
 def _crop(x: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
