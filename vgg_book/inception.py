@@ -49,6 +49,12 @@ def _positive_int(owner: str, name: str, value) -> int:
     return value
 
 
+def _check_widths(*widths) -> None:
+    # ValueError naming the first of Inception's seven widths that is not a positive int.
+    for name, value in zip(ARG_NAMES, widths):
+        _positive_int("Inception", name, value)
+
+
 def _conv_relu(in_channels: int, out_channels: int, kernel_size: int) -> list[nn.Module]:
     # 'same' padding: every branch keeps the input's height and width, so they concatenate.
     return [nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
@@ -72,9 +78,7 @@ class Inception(nn.Module):
     def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int,
                  ch5x5red: int, ch5x5: int, pool_proj: int) -> None:
         super().__init__()
-        values = (in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj)
-        for name, value in zip(ARG_NAMES, values):
-            _positive_int("Inception", name, value)
+        _check_widths(in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj)
         self.in_channels = in_channels
         self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
         self.branch1 = nn.Sequential(*_conv_relu(in_channels, ch1x1, 1))
@@ -98,12 +102,18 @@ class Inception(nn.Module):
         return {"branch1": self.branch1, "branch2": self.branch2,
                 "branch3": self.branch3, "branch4": self.branch4}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def check_input(self, x) -> None:
+        """ValueError unless ``x`` is a 4-D tensor with ``in_channels`` channels."""
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"Inception expects a 4-D tensor [batch, {self.in_channels}, H, W], "
                              f"got {shape}; check the previous layer's output channels")
-        return torch.cat([branch(x) for branch in self.branches().values()], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        # the four branches side by side, their outputs stacked along the channel axis
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)],
+                         dim=1)
 
 
 class GAPVGG(nn.Module):
