@@ -60,3 +60,26 @@ def test_plot_paper_errors_draws_three_scales():
         "S = 256", "S = 384", "S jittered in [256, 512]"]
     assert list(lines[0].get_xdata()) == [11, 13, 16, 19]  # A, B, D, E joined
     assert len(fig.axes[0].lines) == 3 + 2 + 1 + 1  # A-LRN and C at 256, C at 384 and jittered
+
+
+def test_affiliation_is_oxford_with_deepmind_only_in_footnotes():
+    work, footnotes = paper.AFFILIATION
+    assert "Oxford" in work and "Visual Geometry Group" in work and "DeepMind" not in work
+    assert set(footnotes) == {"Karen Simonyan", "Andrew Zisserman"}
+    assert all(f.startswith("current affiliation:") and "DeepMind" in f
+               for f in footnotes.values())
+
+
+def test_best_network_citations_agree_with_table5():
+    best = min(paper.TABLE5, key=lambda r: (r.top5, r.top1))
+    config, _, words = paper.BEST["single_model"]
+    assert config == best.config == "E" and f"{best.top5}%" in words
+    assert paper.BEST["classification"][0] == "D"
+    both = {r.config: r for r in paper.TABLE5 if r.evaluation == "multi-crop & dense"}
+    assert both["D"].top1 == both["E"].top1 and both["D"].top5 > both["E"].top5  # a near tie
+
+
+def test_stack_and_5x5_citations():
+    assert "regularisation on the 7 x 7" in paper.STACK_REGULARISATION
+    assert paper.B_VS_5X5["top1_higher_pct"] > 0 and "5x5" in paper.B_VS_5X5["shallow"]
+    assert paper.weight_layers("B") == 13  # the net the shallow variant is derived from

@@ -110,7 +110,10 @@ def make_features(config: Union[str, Sequence[Layer]], in_channels: int = 3,
         if item == "M":
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         elif item == "LRN":
-            # The paper's LRN (Krizhevsky et al. 2012): size 5, alpha 1e-4, beta 0.75, k 2.
+            # Krizhevsky et al.'s (2012) constants, which the paper reuses (Section 2.1):
+            # size 5, alpha 1e-4, beta 0.75, k 2. PyTorch divides alpha by size (Caffe's
+            # convention), so the sum of squares is weighted by 1e-4 / 5; in Krizhevsky et
+            # al.'s formula alpha multiplies the sum directly (that is alpha=5e-4 here).
             layers.append(nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0))
         else:
             kernel, channels = (1, item[1]) if isinstance(item, (tuple, list)) else (3, item)
@@ -128,8 +131,9 @@ class VGG(nn.Module):
     """``features`` (convs and pools), ``avgpool`` (to 7x7), ``classifier`` (three FC layers).
 
     With ``input_size`` set there is no adaptive pool (``avgpool`` is the identity), as in
-    d2l's VGG: the classifier reads the last map as it is, so the network takes only inputs of
-    that side, and its first linear layer has ``C * (input_size / 2**pools)**2`` inputs.
+    d2l's VGG: the classifier reads the last map as it is, and its first linear layer has
+    ``C * (input_size // 2**pools)**2`` inputs. Its layers would take any side with the same
+    ``side // 2**pools``, as d2l's do; ``check_input`` refuses every side but ``input_size``.
     """
 
     def __init__(self, features: nn.Sequential, num_classes: int = 1000, hidden: int = 4096,
@@ -246,9 +250,10 @@ def d2l_vgg11(width_ratio: int = 4, num_classes: int = 10, in_channels: int = 1,
     """d2l's narrow VGG-11 for Fashion-MNIST: config A with every width divided by ``width_ratio``.
 
     As in d2l, the five blocks are followed by ``Flatten`` and the FC head (4096 hidden units),
-    with no adaptive pool: the first linear layer reads ``C * (input_size / 32)**2`` values
-    (d2l's ``LazyLinear`` infers that from its 224x224 images), and the network takes only
-    inputs of side ``input_size``. d2l divides the widths by 4 (16..128); one seed text by 8.
+    with no adaptive pool: the first linear layer reads ``C * (input_size // 32)**2`` values
+    (d2l's ``LazyLinear`` infers that from its 224x224 images). d2l's network then takes every
+    side with the same ``side // 32`` (224 to 255); this one takes only ``input_size`` (its own
+    check). d2l divides the widths by 4 (16..128); one seed text by 8.
     """
     return vgg("A", num_classes=num_classes, in_channels=in_channels, batch_norm=batch_norm,
                width_ratio=width_ratio, input_size=input_size)

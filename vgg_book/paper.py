@@ -10,15 +10,46 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Union
 
-__all__ = ["CITATION", "ARXIV", "AFFILIATION", "TABLE1", "TABLE2_PARAMS_M", "Result", "TABLE3", "TABLE4",
+__all__ = ["CITATION", "ARXIV", "Affiliation", "AFFILIATION", "STACK_REGULARISATION",
+           "B_VS_5X5", "BEST", "TABLE1", "TABLE2_PARAMS_M", "Result", "TABLE3", "TABLE4",
            "TABLE5", "Entry", "TABLE7", "ILSVRC_2014", "RECIPE", "INIT", "table1_column",
            "weight_layers"]
 
 CITATION = ("K. Simonyan and A. Zisserman, Very Deep Convolutional Networks for Large-Scale "
             "Image Recognition, ICLR 2015")
 ARXIV = "https://arxiv.org/abs/1409.1556"
-# The authors' affiliation on the paper's first page.
-AFFILIATION = "Visual Geometry Group, Department of Engineering Science, University of Oxford"
+
+
+class Affiliation(NamedTuple):
+    """The first page: where the work was done, and each author's footnote."""
+    work: str  # printed under the authors' names
+    footnotes: dict[str, str]  # author -> footnote, as printed (arXiv v6)
+
+
+AFFILIATION = Affiliation(
+    work="Visual Geometry Group, Department of Engineering Science, University of Oxford",
+    footnotes={"Karen Simonyan": "current affiliation: Google DeepMind",
+               "Andrew Zisserman": "current affiliation: University of Oxford and Google "
+                                   "DeepMind"})
+
+# Section 2.3: what a stack of three 3x3 layers is, against one 7x7 layer.
+STACK_REGULARISATION = (
+    "This can be seen as imposing a regularisation on the 7 x 7 conv. filters, forcing them to "
+    "have a decomposition through the 3 x 3 filters (with non-linearity injected in between).")
+
+# Section 4.1: net B against a shallow net with each pair of its 3x3 layers replaced by one
+# 5x5 layer (the same receptive field): "The top-1 error of the shallow net was measured to
+# be 7% higher than that of B (on a center crop)".
+B_VS_5X5 = {"shallow": "B with each pair of 3x3 conv. layers replaced by a single 5x5 layer",
+            "top1_higher_pct": 7, "evaluation": "center crop"}
+
+# Which net the paper calls the best: (configuration, section, its words).
+BEST = {
+    "classification": ("D", "Appendix A.1",
+                       "was found to be the best-performing in the classification task"),
+    "single_model": ("E", "Section 4.4",
+                     "our best-performing single model achieves 7.1% error (model E, Table 5)"),
+}
 
 # Table 1, column by column, as printed: "conv<k>-<c>" is a k x k convolution with c output
 # channels (stride 1, padding keeping the size), "maxpool" a 2x2 max-pool with stride 2.

@@ -13,8 +13,10 @@ A layer with (effective) kernel ``k``, stride ``s`` and left padding ``p`` updat
     stride' = stride * s
     start'  = start + ((k - 1) / 2 - p) * stride
 
-with ``k = dilation * (kernel - 1) + 1``. Layers that act pixel by pixel (ReLU, batch norm,
-dropout, local response normalisation across channels) change none of them.
+with ``k = dilation * (kernel - 1) + 1``. Layers that act pixel by pixel (ReLU, dropout,
+local response normalisation across channels, batch norm in eval mode) change none of them.
+(Batch norm in training mode normalises with the batch's statistics, so every output then
+depends a little on every pixel of every image in the batch.)
 Everything is computed per axis (height, width), so non-square kernels and dilation work;
 ``size``, ``stride``, ``start`` and ``output_size`` are the common value when both axes agree.
 
@@ -365,7 +367,7 @@ def linear_twin(module: nn.Module) -> nn.Module:
         return nn.AdaptiveAvgPool2d(module.output_size)
     if isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
         return copy.deepcopy(module)
-    return nn.Identity()  # ReLU, batch norm, LRN, dropout act on each pixel alone
+    return nn.Identity()  # ReLU, LRN, dropout, eval-mode batch norm: pixel by pixel
 
 
 def linearised(layers) -> nn.Sequential:
@@ -373,11 +375,11 @@ def linearised(layers) -> nn.Sequential:
 
     Each convolution becomes a one-channel ``nn.Conv2d`` with the same kernel size, stride,
     padding, dilation and padding mode, weights ``1 / (kernel height * width)`` and no bias;
-    max-pools become average pools of the same window; pointwise layers (ReLU, batch norm,
-    LRN, dropout) become identities. The result is a positive linear map, so the gradient of
-    one output unit is non-zero exactly on the input pixels joined to it by some path: its
-    receptive field. (With such weights every channel would carry the same values, so one
-    channel loses nothing, whatever the widths or groups of the original.)
+    max-pools become average pools of the same window; pointwise layers (ReLU, batch norm as
+    in eval mode, LRN, dropout) become identities. The result is a positive linear map, so the
+    gradient of one output unit is non-zero exactly on the input pixels joined to it by some
+    path: its receptive field. (With such weights every channel would carry the same values,
+    so one channel loses nothing, whatever the widths or groups of the original.)
     """
     out = []
     for path, module in flatten_layers(layers):

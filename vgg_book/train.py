@@ -41,7 +41,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
@@ -53,8 +53,10 @@ from vgg_book.models import ALIASES, CONFIGS, MIN_INPUT_SIZE, init_xavier_, vgg
 
 __all__ = ["TrainConfig", "TrainingError", "fit", "train", "resolve_device", "preprocess",
            "normalisation_stats", "predict", "train_step", "amp_dtype_for", "grad_scaler_for",
-           "epoch_plan", "jitter_plan", "build_model", "schedule_needs_total", "set_recipe_backends", "FULL_RECIPE", "FULL_RECIPE_MODEL",
-           "full_recipe_args", "main"]
+           "epoch_plan", "jitter_plan", "build_model", "schedule_needs_total",
+           "set_recipe_backends", "precision_dtype", "FULL_RECIPE", "FULL_RECIPE_MODEL",
+           "CPU_RECIPE", "CPU_RECIPE_MODEL", "RECIPES", "recipe_model", "full_recipe_args",
+           "main"]
 
 #: Steps between host reads of the running loss (NaN check, progress bar) on an accelerator.
 SYNC_EVERY = 50
@@ -66,10 +68,12 @@ METRICS = "metrics.json"
 #: the learning-rate schedule depends on it: see ``schedule_needs_total``).
 RESUME_KEYS = ("model_spec", "batch_size", "lr", "momentum", "weight_decay", "image_size",
                "seed", "augment", "scale_jitter", "limit_train", "limit_test", "schedule",
-               "warmup_epochs", "world_size")
+               "warmup_epochs", "world_size", "precision", "channels_last")
 #: Learning-rate schedules after the warm-up: constant (d2l's), or cosine decay to 0 at the
 #: last epoch (which depends on the total number of epochs).
 SCHEDULES = ("constant", "cosine")
+#: Precisions of the forward pass: ``auto`` is ``amp_dtype_for(device)``; the others say it.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Initialisations the command line offers (``--init``).
 INITS = ("torchvision", "xavier")
 
@@ -81,6 +85,22 @@ FULL_RECIPE_MODEL = {"config": "vgg11", "width_ratio": 4, "hidden": 4096, "dropo
                      "batch_norm": False, "in_channels": 1, "num_classes": 10, "init": "xavier"}
 FULL_RECIPE = {"epochs": 10, "batch_size": 128, "lr": 0.05, "image_size": 224,
                "augment": False}
+
+#: The CPU recipe: fast enough to experiment with on a 2-core CPU (at least 90% on the whole
+#: test set in under two minutes; ``python -m vgg_book.bench --recipe cpu`` measures it).
+#: A VGG-11 with every width divided by 8, batch norm, 256 hidden units and no dropout, built
+#: for 32x32 inputs (no adaptive pool: its first linear layer reads the 1x1 map itself), on
+#: all 60,000 images for 5 epochs; SGD with momentum and weight decay, a short warm-up and a
+#: cosine decay; bf16 autocast and channels_last (oneDNN's fast paths), two threads.
+CPU_RECIPE_MODEL = {"config": "vgg11", "width_ratio": 8, "hidden": 256, "dropout": 0.0,
+                    "batch_norm": True, "in_channels": 1, "num_classes": 10,
+                    "init": "torchvision", "input_size": 32}
+CPU_RECIPE = {"epochs": 5, "batch_size": 256, "lr": 0.1, "momentum": 0.9,
+              "weight_decay": 5e-4, "warmup_epochs": 0.3, "schedule": "cosine",
+              "image_size": 32, "augment": False, "precision": "bf16", "channels_last": True,
+              "threads": 2}
+#: ``--recipe NAME``: (model spec, training settings).
+RECIPES = {"full": (FULL_RECIPE_MODEL, FULL_RECIPE), "cpu": (CPU_RECIPE_MODEL, CPU_RECIPE)}
 
 
 class TrainingError(RuntimeError):
@@ -112,6 +132,9 @@ class TrainConfig:
     model_spec: dict = field(default_factory=dict)  # how the CLI built the model (for resume)
     data_root: Optional[str] = None
     world_size: int = 1
+    precision: str = "auto"        # "auto" (see amp_dtype_for), "fp32", "bf16" or "fp16"
+    channels_last: Optional[bool] = None  # None: on CUDA only
+    threads: Optional[int] = None  # CPU threads (None: torch's default)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -140,6 +163,10 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.weight_decay < 0 or cfg.warmup_epochs < 0:
         raise ValueError("weight_decay and warmup_epochs must be >= 0, got "
                          f"{cfg.weight_decay!r} and {cfg.warmup_epochs!r}")
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got "
+                         f"{cfg.precision!r}")
+    _check_positive_int("threads", cfg.threads, allow_none=True)
     if cfg.schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
     if cfg.data_root is not None:
@@ -208,6 +235,13 @@ def amp_dtype_for(device: torch.device) -> Optional[torch.dtype]:
         return None
     native = torch.cuda.get_device_capability(device) >= NATIVE_BF16_CAPABILITY
     return torch.bfloat16 if native else torch.float16
+
+
+def precision_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype of ``precision`` on ``device`` (``None``: fp32, no autocast)."""
+    if precision == "auto":
+        return amp_dtype_for(device)
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def set_recipe_backends(enabled: bool = True) -> tuple[bool, str]:
@@ -415,11 +449,85 @@ def _lr_at(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
 
 
 # ----------------------------------------------------------------------------- the loop
-def train(model: nn.Module, cfg: TrainConfig) -> dict:
-    """Train ``model`` in place on Fashion-MNIST as ``cfg`` says; return the metrics dict."""
-    from tqdm.auto import tqdm  # a notebook bar in Jupyter and Colab, text in a terminal
+@dataclass
+class Data:
+    """One run's data on the device: uint8 images, labels, the normalisation, the steps."""
 
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor       # this rank's share of the test set
+    test_y: torch.Tensor
+    n_test: int                # the whole test set's size (all ranks)
+    mean: float
+    std: float
+    steps: int                 # full batches per epoch (the last partial batch is dropped)
+
+
+@dataclass
+class Run:
+    """Where a run happens and how: rank, device, precision, layout."""
+
+    rank: int
+    world: int
+    device: torch.device
+    local_batch: int
+    amp_dtype: Optional[torch.dtype]
+    channels_last: bool
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def train(model: nn.Module, cfg: TrainConfig) -> dict:
+    """Train ``model`` in place on Fashion-MNIST as ``cfg`` says; return the metrics dict.
+
+    The steps, in order: check the settings, set up the processes and the device, check the
+    checkpoint to resume from, put the data on the device, build the optimizer (and restore
+    a checkpoint), then train epoch by epoch, testing and saving after each.
+    """
     validate(cfg)
+    run = setup_run(cfg)
+    out = Path(cfg.out) if cfg.out is not None else None
+    ckpt = check_resume(cfg, model, out)
+    data = load_data(cfg, run)
+    torch.manual_seed(cfg.seed + run.rank)  # dropout masks differ between ranks
+    model.to(run.device)
+    if run.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    scaler = grad_scaler_for(run.device, run.amp_dtype)
+    generator = torch.Generator().manual_seed(cfg.seed)  # same shuffle on every rank
+    history, start_epoch = restore(ckpt, model, optimizer, scaler, generator, run)
+    net = wrap_model(model, cfg, run)
+    config = run_record(cfg, run, data, model)
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        record = train_epoch(net, optimizer, scaler, generator, data, cfg, run, epoch)
+        t1 = time.perf_counter()
+        test_correct = _count_correct(net, data.test_x, data.test_y, cfg.image_size,
+                                      data.mean, data.std, 2 * run.local_batch, run.amp_dtype,
+                                      run.channels_last)
+        if run.world > 1:
+            torch.distributed.all_reduce(test_correct)
+        record["test_acc"] = int(test_correct) / data.n_test
+        record["eval_seconds"] = time.perf_counter() - t1
+        previous = history[-1]["elapsed"] if history else 0.0
+        record["elapsed"] = previous + record["seconds"] + record["eval_seconds"]
+        history.append(record)
+        if run.is_main and cfg.progress:
+            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, "
+                  f"train acc {record['train_acc']:.4f}, test acc {record['test_acc']:.4f}, "
+                  f"{record['images_per_s']:,.0f} images/s", file=sys.stderr)
+        if out is not None:
+            _save(out, model, optimizer, scaler, generator, run.device, config, history,
+                  epoch + 1, run.world, run.is_main)
+    return {"config": config, "epochs": history}
+
+
+def setup_run(cfg: TrainConfig) -> Run:
+    """Processes (torchrun), device, CPU threads, precision and memory layout of a run."""
     rank, local_rank, world = _distributed()
     cfg.world_size = world
     device = resolve_device(cfg.device)
@@ -433,37 +541,53 @@ def train(model: nn.Module, cfg: TrainConfig) -> dict:
         if cfg.batch_size % world:
             raise ValueError(f"batch_size={cfg.batch_size} is the global batch and must split "
                              f"evenly across {world} processes; use a multiple of {world}")
-    out = Path(cfg.out) if cfg.out is not None else None
+    if device.type == "cuda":
+        set_recipe_backends(True)
+    if cfg.threads is not None and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    if cfg.channels_last is None:  # resolved here, so that a resumed run compares like for like
+        cfg.channels_last = device.type == "cuda"
+    return Run(rank=rank, world=world, device=device, local_batch=cfg.batch_size // world,
+               amp_dtype=precision_dtype(cfg.precision, device),
+               channels_last=cfg.channels_last)
+
+
+def check_resume(cfg: TrainConfig, model: nn.Module, out: Optional[Path]) -> Optional[dict]:
+    """The checkpoint to continue from (``cfg.resume``), after checking that its settings are
+    this run's; ``None`` for a new run, whose folder must then be new or empty."""
     if out is not None and not cfg.resume and out.exists() and any(out.iterdir()):
         raise ValueError(f"output folder {out} already exists and is not empty; pass "
                          "--resume to continue that run, or choose a new --out")
-    ckpt = None
-    if cfg.resume:
-        if not (out / CHECKPOINT).is_file():
-            raise ValueError(f"cannot resume: {out / CHECKPOINT} does not exist; run without "
-                             "--resume to start a new run there")
-        ckpt = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
-        saved = ckpt["config"]
-        diff = {k: (saved.get(k), getattr(cfg, k)) for k in RESUME_KEYS
-                if _plain(saved.get(k)) != _plain(getattr(cfg, k))}
-        n_params = sum(p.numel() for p in model.parameters())
-        if saved.get("parameters") != n_params:
-            diff["parameters"] = (saved.get("parameters"), n_params)
-        done, planned = int(ckpt["epoch"]), saved.get("epochs")
-        if cfg.epochs < done:
-            diff["epochs"] = (planned, f"{cfg.epochs} (the run already has {done})")
-        elif cfg.epochs != planned and schedule_needs_total(cfg):
-            raise ValueError(
-                f"cannot resume {out} for {cfg.epochs} epochs instead of {planned}: its "
-                f"{cfg.schedule} learning-rate schedule depends on the total number of epochs, "
-                "so the steps already taken would not match a longer run; keep --epochs "
-                f"{planned}, or start a new run with --out elsewhere")
-        if diff:
-            detail = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(f"cannot resume {out}: the settings differ from the saved run "
-                             f"({detail}); use the same settings, or a new --out")
+    if not cfg.resume:
+        return None
+    if not (out / CHECKPOINT).is_file():
+        raise ValueError(f"cannot resume: {out / CHECKPOINT} does not exist; run without "
+                         "--resume to start a new run there")
+    ckpt = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+    saved = ckpt["config"]
+    diff = {k: (saved.get(k), getattr(cfg, k)) for k in RESUME_KEYS
+            if _plain(saved.get(k)) != _plain(getattr(cfg, k))}
+    n_params = sum(p.numel() for p in model.parameters())
+    if saved.get("parameters") != n_params:
+        diff["parameters"] = (saved.get("parameters"), n_params)
+    done, planned = int(ckpt["epoch"]), saved.get("epochs")
+    if cfg.epochs < done:
+        diff["epochs"] = (planned, f"{cfg.epochs} (the run already has {done})")
+    elif cfg.epochs != planned and schedule_needs_total(cfg):
+        raise ValueError(
+            f"cannot resume {out} for {cfg.epochs} epochs instead of {planned}: its "
+            f"{cfg.schedule} learning-rate schedule depends on the total number of epochs, "
+            "so the steps already taken would not match a longer run; keep --epochs "
+            f"{planned}, or start a new run with --out elsewhere")
+    if diff:
+        detail = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"cannot resume {out}: the settings differ from the saved run "
+                         f"({detail}); use the same settings, or a new --out")
+    return ckpt
 
-    # Data: the whole split on the device as uint8.
+
+def load_data(cfg: TrainConfig, run: Run) -> Data:
+    """The whole training split and this rank's share of the test split, on the device."""
     train_x, train_y = _load(True, cfg.data_root)
     test_x, test_y = _load(False, cfg.data_root)
     train_x, train_y = train_x[:cfg.limit_train], train_y[:cfg.limit_train]
@@ -473,142 +597,128 @@ def train(model: nn.Module, cfg: TrainConfig) -> dict:
         raise ValueError(f"{len(train_x)} training images make no full batch of "
                          f"{cfg.batch_size}; lower batch_size or raise limit_train")
     mean, std = normalisation_stats(train_x)
-    train_x, train_y = train_x.to(device), train_y.to(device)
-    local_test = torch.arange(rank, len(test_x), world)  # each rank scores its share
-    test_x, test_y = test_x[local_test].to(device), test_y[local_test].to(device)
+    local_test = torch.arange(run.rank, len(test_x), run.world)  # each rank scores its share
+    dev = run.device
+    return Data(train_x=train_x.to(dev), train_y=train_y.to(dev),
+                test_x=test_x[local_test].to(dev), test_y=test_y[local_test].to(dev),
+                n_test=len(test_x), mean=mean, std=std, steps=steps)
 
-    local_batch = cfg.batch_size // world
-    amp_dtype = amp_dtype_for(device)
-    channels_last = device.type == "cuda"
-    if device.type == "cuda":
-        set_recipe_backends(True)
 
-    # Model, optimizer, scaler; the model passed in is trained in place.
-    torch.manual_seed(cfg.seed + rank)  # dropout masks differ between ranks
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
-    scaler = grad_scaler_for(device, amp_dtype)
-    generator = torch.Generator().manual_seed(cfg.seed)  # same shuffle on every rank
-    history: list[dict] = []
-    start_epoch, elapsed = 0, 0.0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        rng = ckpt["rng"][rank]
-        torch.set_rng_state(rng["cpu"])
-        if device.type == "cuda" and rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(rng["cuda"], device)
-        generator.set_state(rng["data"])
-        history, start_epoch = list(ckpt["history"]), int(ckpt["epoch"])
-        elapsed = history[-1]["elapsed"] if history else 0.0
+def restore(ckpt: Optional[dict], model, optimizer, scaler, generator,
+            run: Run) -> tuple[list[dict], int]:
+    """Load a checkpoint's weights, optimizer, scaler and RNG states; return its history and
+    the epoch to start from (``[], 0`` for a new run)."""
+    if ckpt is None:
+        return [], 0
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    rng = ckpt["rng"][run.rank]
+    torch.set_rng_state(rng["cpu"])
+    if run.device.type == "cuda" and rng.get("cuda") is not None:
+        torch.cuda.set_rng_state(rng["cuda"], run.device)
+    generator.set_state(rng["data"])
+    return list(ckpt["history"]), int(ckpt["epoch"])
+
+
+def wrap_model(model: nn.Module, cfg: TrainConfig, run: Run) -> nn.Module:
+    """The module the loop calls: DistributedDataParallel under torchrun, compiled if asked."""
     net = model
-    if world > 1:
+    if run.world > 1:
         from torch.nn.parallel import DistributedDataParallel
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.index is not None
-                                      and device.type == "cuda" else None)
-    if cfg.compile:
-        net = torch.compile(net)
+        ids = [run.device.index] if run.device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids)
+    return torch.compile(net) if cfg.compile else net
 
-    config = {**asdict(cfg), "device_name": _device_name(device), "device_type": device.type,
-              "amp_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
-              "channels_last": channels_last, "train_images": steps * cfg.batch_size,
-              "test_images": len(local_test) * world if world > 1 else len(test_x),
-              "mean": mean, "std": std, "torch": str(torch.__version__),
+
+def run_record(cfg: TrainConfig, run: Run, data: Data, model: nn.Module) -> dict:
+    """The settings and the machine, as saved with the metrics and the checkpoint."""
+    config = {**asdict(cfg), "device_name": _device_name(run.device),
+              "device_type": run.device.type,
+              "amp_dtype": str(run.amp_dtype).replace("torch.", "") if run.amp_dtype
+              else "float32",
+              "threads": torch.get_num_threads(),
+              "train_images": data.steps * cfg.batch_size, "test_images": data.n_test,
+              "mean": data.mean, "std": data.std, "torch": str(torch.__version__),
               "parameters": sum(p.numel() for p in model.parameters())}
     config.pop("progress")
-    is_main = rank == 0
-    model.train()
-    for epoch in range(start_epoch, cfg.epochs):
-        order, offsets, flips = epoch_plan(len(train_x), generator, cfg.augment)
-        order = order.to(device)
-        offsets = offsets.to(device) if offsets is not None else None
-        flips = flips.to(device) if flips is not None else None
+    return config
+
+
+def train_epoch(net, optimizer, scaler, generator, data: Data, cfg: TrainConfig, run: Run,
+                epoch: int) -> dict:
+    """One pass over the training set; returns the epoch's record (without the test)."""
+    from tqdm.auto import tqdm  # a notebook bar in Jupyter and Colab, text in a terminal
+
+    steps, device, batch = data.steps, run.device, run.local_batch
+    order, offsets, flips = (t.to(device) if t is not None else None
+                             for t in epoch_plan(len(data.train_x), generator, cfg.augment))
+    if cfg.scale_jitter is not None:
+        sides, crop_at = jitter_plan(len(data.train_x), steps, generator, cfg.scale_jitter)
+        crop_at = crop_at.to(device)
+    step_losses = torch.zeros(steps, device=device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+    sync_every = 1 if device.type == "cpu" else SYNC_EVERY
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+               disable=not (cfg.progress and run.is_main), file=sys.stderr)
+    _sync(device)
+    t0 = time.perf_counter()
+    for step in range(steps):
+        lo = step * cfg.batch_size + run.rank * batch  # this rank's slice of the batch
+        pick = order[lo:lo + batch]
+        scale = crops = None
         if cfg.scale_jitter is not None:
-            sides, crop_at = jitter_plan(len(train_x), steps, generator, cfg.scale_jitter)
-            crop_at = crop_at.to(device)
-        step_losses = torch.zeros(steps, device=device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        first_bad = torch.full((), -1, dtype=torch.int64, device=device)
-        sync_every = 1 if device.type == "cpu" else SYNC_EVERY
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=not (cfg.progress and is_main), file=sys.stderr)
-        _sync(device)
-        t0 = time.perf_counter()
-        for step in range(steps):
-            lo = step * cfg.batch_size + rank * local_batch  # this rank's slice of the batch
-            pick = order[lo:lo + local_batch]
-            scale = crops = None
-            if cfg.scale_jitter is not None:
-                scale = sides[step]
-                crops = (crop_at[lo:lo + local_batch] * (scale - cfg.image_size + 1)).long()
-            x = preprocess(train_x[pick], cfg.image_size, mean, std,
-                           offsets[lo:lo + local_batch] if offsets is not None else None,
-                           flips[lo:lo + local_batch] if flips is not None else None,
-                           channels_last, scale=scale, crops=crops)
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(epoch * steps + step, cfg, steps)
-            try:
-                loss, right = train_step(net, optimizer, scaler, x, train_y[pick], amp_dtype)
-            except torch.cuda.OutOfMemoryError:
+            scale = sides[step]
+            crops = (crop_at[lo:lo + batch] * (scale - cfg.image_size + 1)).long()
+        x = preprocess(data.train_x[pick], cfg.image_size, data.mean, data.std,
+                       offsets[lo:lo + batch] if offsets is not None else None,
+                       flips[lo:lo + batch] if flips is not None else None,
+                       run.channels_last, scale=scale, crops=crops)
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(epoch * steps + step, cfg, steps)
+        loss, right = _guarded_step(net, optimizer, scaler, x, data.train_y[pick], cfg, run,
+                                    epoch, step)
+        first_bad = torch.where(~torch.isfinite(loss) & (first_bad < 0), step, first_bad)
+        loss_sum += loss.float() * batch
+        step_losses[step] = loss.float()  # no host read: copied on the device
+        correct += right
+        bar.update(1)
+        if (step + 1) % sync_every == 0 or step + 1 == steps:
+            if int(first_bad) >= 0:  # the host reads the device here (a sync)
+                bar.close()
                 raise TrainingError(
-                    f"CUDA ran out of memory at batch size {cfg.batch_size} "
-                    f"({local_batch} per process, {cfg.image_size}x{cfg.image_size} input, "
-                    f"epoch {epoch + 1}, step {step + 1}); try --batch-size "
-                    f"{max(1, cfg.batch_size // 2)} or a smaller --image-size") from None
-            bad = ~torch.isfinite(loss)
-            first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
-            loss_sum += loss.float() * local_batch
-            step_losses[step] = loss.float()  # no host read: copied on the device
-            correct += right
-            bar.update(1)
-            if (step + 1) % sync_every == 0 or step + 1 == steps:
-                if int(first_bad) >= 0:  # the host reads the device here (a sync)
-                    bar.close()
-                    raise TrainingError(
-                        f"the training loss became NaN or infinite at epoch {epoch + 1}, "
-                        f"step {int(first_bad) + 1} of {steps} (lr={cfg.lr}); the run diverged: "
-                        f"lower the learning rate (e.g. --lr {cfg.lr / 10:g}) or add warm-up")
-                bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
-        totals = torch.stack([loss_sum.double(), correct.double()])
-        if world > 1:
-            torch.distributed.all_reduce(totals)
-            torch.distributed.all_reduce(step_losses)
-            step_losses /= world
-        _sync(device)
-        seconds = time.perf_counter() - t0
-        bar.close()
-        t1 = time.perf_counter()
-        test_correct = _count_correct(net, test_x, test_y, cfg.image_size, mean, std,
-                                      2 * local_batch, amp_dtype, channels_last)
-        if world > 1:
-            torch.distributed.all_reduce(test_correct)
-        n_train = steps * cfg.batch_size
-        elapsed += time.perf_counter() - t0
-        record = {"epoch": epoch + 1,
-                  "train_loss": float(totals[0]) / n_train,
-                  "train_acc": float(totals[1]) / n_train,
-                  "test_acc": int(test_correct) / config["test_images"],
-                  "images_per_s": n_train / seconds,
-                  "seconds": seconds,
-                  "eval_seconds": time.perf_counter() - t1,
-                  "elapsed": elapsed,
-                  "lr": optimizer.param_groups[0]["lr"],
-                  "step_losses": step_losses.tolist()}
-        history.append(record)
-        if is_main and (cfg.progress):
-            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, "
-                  f"train acc {record['train_acc']:.4f}, test acc {record['test_acc']:.4f}, "
-                  f"{record['images_per_s']:,.0f} images/s", file=sys.stderr)
-        if out is not None:
-            _save(out, model, optimizer, scaler, generator, device, config, history, epoch + 1,
-                  world, is_main)
-    metrics = {"config": config, "epochs": history}
-    return metrics
+                    f"the training loss became NaN or infinite at epoch {epoch + 1}, "
+                    f"step {int(first_bad) + 1} of {steps} (lr={cfg.lr}); the run diverged: "
+                    f"lower the learning rate (e.g. --lr {cfg.lr / 10:g}) or add warm-up")
+            bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
+    totals = torch.stack([loss_sum.double(), correct.double()])
+    if run.world > 1:
+        torch.distributed.all_reduce(totals)
+        torch.distributed.all_reduce(step_losses)
+        step_losses /= run.world
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    bar.close()
+    n_train = steps * cfg.batch_size
+    return {"epoch": epoch + 1, "train_loss": float(totals[0]) / n_train,
+            "train_acc": float(totals[1]) / n_train, "images_per_s": n_train / seconds,
+            "seconds": seconds, "lr": optimizer.param_groups[0]["lr"],
+            "step_losses": step_losses.tolist()}
+
+
+def _guarded_step(net, optimizer, scaler, x, y, cfg: TrainConfig, run: Run, epoch: int,
+                  step: int):
+    """``train_step``, with an out-of-memory error turned into advice."""
+    try:
+        return train_step(net, optimizer, scaler, x, y, run.amp_dtype)
+    except torch.cuda.OutOfMemoryError:
+        raise TrainingError(
+            f"CUDA ran out of memory at batch size {cfg.batch_size} "
+            f"({run.local_batch} per process, {cfg.image_size}x{cfg.image_size} input, "
+            f"epoch {epoch + 1}, step {step + 1}); try --batch-size "
+            f"{max(1, cfg.batch_size // 2)} or a smaller --image-size") from None
 
 
 def _plain(value):
@@ -648,39 +758,47 @@ def _save(out: Path, model, optimizer, scaler, generator, device, config, histor
         torch.distributed.barrier()
 
 
-def fit(model: nn.Module, *, epochs: int, batch_size: int = 128, lr: float = 0.05,
-        image_size: int = 224, device: str = "auto", limit_train: Optional[int] = None,
-        limit_test: Optional[int] = None, seed: int = 0, augment: bool = False,
-        scale_jitter: Optional[tuple[int, int]] = None, progress: bool = True,
-        compile: bool = False, out: Optional[str] = None, resume: bool = False) -> dict:
+def fit(model: nn.Module, *, epochs: int, **settings) -> dict:
     """Train ``model`` (1 x image_size x image_size in, 10 classes out) on Fashion-MNIST.
 
-    Plain SGD at learning rate ``lr`` (d2l's recipe), global batch ``batch_size`` images;
-    ``limit_train``/``limit_test`` keep the first N images of each split. The model is trained
-    in place (and left on the device). ``scale_jitter=(lo, hi)`` trains on random
-    ``image_size`` crops of each batch resized to a side drawn from ``lo..hi`` pixels (the VGG
-    paper's multi-scale training); tests always see the whole image at ``image_size``. Returns ``{"config": {...}, "epochs": [{"epoch",
-    "train_loss", "train_acc", "test_acc", "images_per_s", "seconds", "step_losses",
-    ...}, ...]}``; ``step_losses`` holds each training step's mean loss;
-    ``seconds`` is an epoch's training time, ``elapsed`` the run's wall time including tests.
-    With ``out``, writes ``out/metrics.json`` and ``out/checkpoint.pt`` after every epoch.
+    ``settings`` are the fields of ``TrainConfig`` (its defaults are d2l's recipe: plain SGD
+    at 0.05, batches of 128, 224x224), so ``fit(model, **CPU_RECIPE)`` runs the CPU recipe.
+    ``limit_train``/``limit_test`` keep the first N images of each split. The model is
+    trained in place (and left on the device). ``scale_jitter=(lo, hi)`` trains on random
+    ``image_size`` crops of each batch resized to a side drawn from ``lo..hi`` pixels (the
+    VGG paper's multi-scale training); tests always see the whole image at ``image_size``.
+    Returns ``{"config": {...}, "epochs": [{"epoch", "train_loss", "train_acc", "test_acc",
+    "images_per_s", "seconds", "step_losses", ...}, ...]}``; ``step_losses`` holds each
+    training step's mean loss; ``seconds`` is an epoch's training time, ``elapsed`` the
+    run's wall time including tests. With ``out``, writes ``out/metrics.json`` and
+    ``out/checkpoint.pt`` after every epoch.
     """
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
-                      device=device, limit_train=limit_train, limit_test=limit_test, seed=seed,
-                      augment=augment, scale_jitter=scale_jitter, progress=progress,
-                      compile=compile,
-                      out=None if out is None else str(out), resume=resume)
-    return train(model, cfg)
+    known = {f.name for f in fields(TrainConfig)} - {"epochs", "model_spec", "world_size"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"fit() got unknown setting(s) {', '.join(unknown)}; expected "
+                        f"TrainConfig's fields: {', '.join(sorted(known))}")
+    if settings.get("out") is not None:
+        settings["out"] = str(settings["out"])
+    return train(model, TrainConfig(epochs=epochs, **settings))
 
 
 # ----------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vgg_book.train", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="vgg11", help="VGG config: " + ", ".join([*ALIASES, *CONFIGS]))
+def build_parser(recipe: Optional[str] = None) -> argparse.ArgumentParser:
+    """The command line; ``recipe`` (a key of ``RECIPES``) sets the defaults to that recipe."""
+    p = argparse.ArgumentParser(prog="python -m vgg_book.train",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=recipe,
+                   help="start from a recipe: full (d2l's, for a GPU) or cpu (90%% in two "
+                        "minutes on a CPU); the other options change it")
+    p.add_argument("--model", default="vgg11",
+                   help="VGG config: " + ", ".join([*ALIASES, *CONFIGS]))
     p.add_argument("--width-ratio", type=int, default=4, help="divide every conv width (d2l: 4)")
     p.add_argument("--hidden", type=int, default=4096, help="units in each hidden FC layer")
     p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--batch-norm", action="store_true")
+    p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--input-size", type=int, default=None,
+                   help="build the network for this side, with no adaptive pool (d2l's way)")
     p.add_argument("--image-size", type=int, default=224, help="input side in pixels (>= 32)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128, help="global batch size")
@@ -698,6 +816,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-jitter", type=int, nargs=2, metavar=("LO", "HI"), default=None,
                    help="multi-scale training: resize each batch to a side drawn from LO..HI "
                         "pixels, then crop --image-size (VGG paper: 256 512 with 224)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="autocast: auto (bf16 or fp16 on a GPU, fp32 on a CPU), fp32, bf16, fp16")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory layout (default: on a GPU only)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
     p.add_argument("--limit-train", type=int, default=None)
@@ -708,7 +831,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST files")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-plot", action="store_true")
+    if recipe is not None:
+        model, settings = RECIPES[recipe]
+        p.set_defaults(model=model["config"], init=model["init"],
+                       **{k: v for k, v in {**model, **settings}.items()
+                          if k not in ("config", "in_channels", "num_classes", "init")})
     return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse a command line: ``--recipe`` first (it sets the defaults), then the rest."""
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--recipe", choices=sorted(RECIPES), default=None)
+    known, _ = first.parse_known_args(argv)
+    return build_parser(known.recipe).parse_args(argv)
 
 
 def full_recipe_args() -> list[str]:
@@ -724,15 +860,24 @@ def build_model(spec: dict) -> nn.Module:
     """The network a command line's model spec describes (seed the RNG first)."""
     model = vgg(spec["config"], num_classes=spec["num_classes"], in_channels=spec["in_channels"],
                 batch_norm=spec["batch_norm"], width_ratio=spec["width_ratio"],
-                hidden=spec["hidden"], dropout=spec["dropout"])
+                hidden=spec["hidden"], dropout=spec["dropout"],
+                input_size=spec.get("input_size"))
     return init_xavier_(model) if spec.get("init") == "xavier" else model
 
 
+def recipe_model(name: str, seed: int = 0) -> nn.Module:
+    """The network of ``RECIPES[name]``, initialised from ``seed``."""
+    torch.manual_seed(seed)
+    return build_model(RECIPES[name][0])
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     spec = {"config": args.model, "width_ratio": args.width_ratio, "hidden": args.hidden,
             "dropout": args.dropout, "batch_norm": args.batch_norm, "in_channels": 1,
             "num_classes": 10, "init": args.init}
+    if args.input_size is not None:
+        spec["input_size"] = args.input_size
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       momentum=args.momentum, weight_decay=args.weight_decay,
                       warmup_epochs=args.warmup_epochs, schedule=args.schedule,
@@ -741,7 +886,9 @@ def main(argv=None) -> int:
                       limit_test=args.limit_test, seed=args.seed, augment=args.augment,
                       scale_jitter=None if args.scale_jitter is None else tuple(args.scale_jitter),
                       progress=not args.no_progress, compile=args.compile, out=args.out,
-                      resume=args.resume, model_spec=spec, data_root=args.data_root)
+                      resume=args.resume, model_spec=spec, data_root=args.data_root,
+                      precision=args.precision, channels_last=args.channels_last,
+                      threads=args.threads)
     try:
         torch.manual_seed(args.seed)  # the initial weights depend on the seed alone
         model = build_model(spec)
