@@ -100,7 +100,7 @@ def test_bad_names_and_sizes_are_refused(capsys):
 def test_tiny_run_writes_paired_results(tmp_path):
     torch.set_num_threads(1)
     out = X.run_experiment("batch-norm", "tiny", seeds=2, out_dir=tmp_path, log=lambda *a: 0)
-    saved = json.loads((tmp_path / "experiment-batch-norm.json").read_text())
+    saved = json.loads((tmp_path / "experiment-batch-norm-tiny.json").read_text())
     assert saved == json.loads(json.dumps(out))
     assert saved["smoke_test"] and saved["recipe"] == X.recipe("batch-norm", "tiny", 2)
     assert {a: [r["seed"] for r in rs] for a, rs in saved["runs"].items()} == {
@@ -116,8 +116,8 @@ def test_tiny_run_writes_paired_results(tmp_path):
 STORED = stored("experiment-*.json")
 
 
-def test_every_experiment_has_a_stored_result():
-    assert sorted(STORED) == sorted(f"experiment-{n}.json" for n in X.EXPERIMENTS)
+def test_every_experiment_has_a_stored_cpu_result():
+    assert {f"experiment-{n}.json" for n in X.EXPERIMENTS} <= set(STORED)
 
 
 @pytest.mark.parametrize("file", sorted(STORED))

@@ -32,7 +32,9 @@ def test_dry_run_exercises_every_part(tmp_path, capsys):
     record = json.loads(times.read_text())
     assert record["dry_run"] is True and set(record["seconds"]) == set(gpu_check.CHAPTERS)
     assert all(s > 0 for s in record["seconds"].values())
-    assert "3 passed, 0 failed" in printed.splitlines()[-1]
+    (exp,) = tmp_path.glob("experiment-*.json")
+    assert json.loads(exp.read_text())["smoke_test"] is True  # the tiny size, on a CPU
+    assert f"{len(gpu_check.PARTS)} passed, 0 failed" in printed.splitlines()[-1]
     log = (tmp_path / "gpu-check.log").read_text()
     assert "vgg_book.bench" in log and "pytest" in log
 

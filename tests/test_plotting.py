@@ -7,7 +7,7 @@ from torch import nn
 
 matplotlib.use("Agg")
 
-from vgg_book import paper  # noqa: E402
+from vgg_book import paper, plotting  # noqa: E402
 from vgg_book.models import CONFIGS, vgg  # noqa: E402
 from vgg_book.plotting import family_layout, plot_family  # noqa: E402
 
@@ -54,3 +54,26 @@ def test_figure_labels_every_configuration_with_its_depth_and_parameters():
 def test_small_input_is_refused_clearly():
     with pytest.raises(ValueError, match="input_size must be at least 32"):
         family_layout(input_size=16)
+
+
+def _paired_result():
+    runs = {arm: [{"seed": s, "test_acc": 0.5 + 0.1 * k + 0.01 * s} for s in range(3)]
+            for k, arm in enumerate(("a", "b"))}
+    return {"experiment": "demo", "runs": runs}
+
+
+def test_experiment_plot_joins_each_seed_across_the_arms():
+    result = _paired_result()
+    fig = plotting.plot_experiment(result)
+    ax = fig.axes[0]
+    lines = [l for l in ax.get_lines() if len(l.get_xdata()) == 2]
+    assert len(lines) == 3  # one line per seed, across the two arms
+    for seed, line in enumerate(lines):
+        assert list(line.get_ydata()) == pytest.approx(
+            [result["runs"][a][seed]["test_acc"] for a in ("a", "b")])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+
+
+def test_experiment_plot_names_a_missing_arm():
+    with pytest.raises(ValueError, match="demo has no arm c; it has: a, b"):
+        plotting.plot_experiment(_paired_result(), arms=["a", "c"])

@@ -523,3 +523,40 @@ def test_xavier_is_smaller_than_kaiming_for_convs_and_larger_than_001_for_linear
                 assert xavier < (2 / fan_out) ** 0.5
             else:
                 assert xavier > 0.01
+
+
+def test_cpu_recipe_from_the_command_line():
+    """--recipe cpu sets every default to CPU_RECIPE; an option still changes it."""
+    args = T.parse_args(["--recipe", "cpu", "--out", "x"])
+    for key, value in T.CPU_RECIPE.items():
+        assert getattr(args, key) == value, key
+    spec = T.CPU_RECIPE_MODEL
+    assert (args.width_ratio, args.hidden, args.dropout, args.batch_norm, args.input_size,
+            args.init) == (spec["width_ratio"], spec["hidden"], spec["dropout"],
+                           spec["batch_norm"], spec["input_size"], spec["init"])
+    changed = T.parse_args(["--out", "x", "--epochs", "2", "--recipe", "cpu", "--no-batch-norm"])
+    assert changed.epochs == 2 and changed.batch_norm is False and changed.lr == 0.1
+    assert T.parse_args(["--out", "x"]).batch_size == 128  # no recipe: d2l's defaults
+    net = T.recipe_model("cpu")
+    assert net.input_size == 32 and net.classifier[0].in_features == 64
+
+
+def test_cpu_recipe_cli_run_records_its_settings(tmp_path, capsys):
+    out = tmp_path / "cpu"
+    assert T.main(["--recipe", "cpu", "--epochs", "1", "--limit-train", "512",
+                   "--limit-test", "128", "--out", str(out), "--no-progress",
+                   "--no-plot"]) == 0
+    cfg = json.loads((out / "metrics.json").read_text())["config"]
+    assert (cfg["amp_dtype"], cfg["channels_last"], cfg["threads"]) == ("bfloat16", True, 2)
+    assert (cfg["momentum"], cfg["schedule"], cfg["model_spec"]["input_size"]) == (
+        0.9, "cosine", 32)
+    assert "done: test accuracy" in capsys.readouterr().out
+
+
+def test_bad_precision_threads_and_fit_settings_are_refused():
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16"):
+        T.validate(T.TrainConfig(epochs=1, precision="int8"))
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        T.validate(T.TrainConfig(epochs=1, threads=0))
+    with pytest.raises(TypeError, match="unknown setting\\(s\\) learning_rate; expected"):
+        T.fit(tiny_model(), epochs=1, learning_rate=0.1)

@@ -1,7 +1,7 @@
 """Everything that needs a GPU, in one command that fits a short loan of a GPU machine.
 
 Usage:  python tools/gpu_check.py [--out DIR] [--data-root DIR] [--wheels DIR]
-                                  [--parts tests,bench,chapters] [--dry-run]
+                                  [--parts tests,bench,chapters,experiments] [--dry-run]
 
 Parts, each with its own time budget (together under 8 minutes), each printing one summary
 line:
@@ -10,7 +10,10 @@ line:
 - ``bench``: ``python -m vgg_book.bench --device cuda --compile`` (the full benchmark);
 - ``chapters``: the reader notebooks of chapters 5 and 6 executed on the GPU (their GPU
   branches: the full recipes), from ``DIR/chapters`` so that their runs land there; their
-  run times go to ``DIR/chapter-times-cuda-DATE.json`` (the intro page's GPU column).
+  run times go to ``DIR/chapter-times-cuda-DATE.json`` (the intro page's GPU column);
+- ``experiments``: ``python -m vgg_book.experiments batch-norm --size gpu`` (the GPU-sized
+  version of chapter 5's batch-norm experiment: 5 paired seeds of the CPU recipe's network
+  at full length; the other experiments do not fit this budget: run them on a longer loan).
 Everything goes to ``DIR`` (default ``_build/gpu-check``): JSON results, executed notebooks,
 ``cuda-tests.xml``, ``gpu-check.log`` (all output) and ``summary.json``. The machine needs no
 network: ``--wheels`` unpacks a folder of wheels carried along (``make gpu-wheels`` fills
@@ -36,8 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from vgg_book.results import notebook_seconds  # noqa: E402
-PARTS = ("tests", "bench", "chapters")
-BUDGET_S = {"tests": 90, "bench": 240, "chapters": 150}  # seconds, 8 minutes in all
+PARTS = ("tests", "bench", "chapters", "experiments")
+# seconds, under 9 minutes in all (chapter 6 shows stored experiments: no GPU training)
+BUDGET_S = {"tests": 90, "bench": 240, "chapters": 120, "experiments": 90}
+GPU_EXPERIMENT = "batch-norm"
 CHAPTERS = ("05_training", "06_after_vgg")
 
 
@@ -115,6 +120,21 @@ def part_bench(out: Path, log: Log, env: dict, dry: bool, data_root: str | None)
     speedup = result["speedup_vs_d2l"]
     return True, (f"{files[-1].name}: ours {ours:,.0f} images/s"
                   + (f", {speedup:.2f}x d2l" if speedup else ", d2l not measured"))
+
+
+def part_experiments(out: Path, log: Log, env: dict, dry: bool) -> tuple[bool, str]:
+    cmd = [sys.executable, "-m", "vgg_book.experiments", GPU_EXPERIMENT, "--out-dir", out,
+           "--size", "tiny" if dry else "gpu"]
+    code, text = run_logged(cmd, log, BUDGET_S["experiments"], env)
+    if code is None:
+        return False, f"timed out after {BUDGET_S['experiments']} s"
+    path = out / f"experiment-{GPU_EXPERIMENT}-{'tiny' if dry else 'gpu'}.json"
+    if code != 0 or not path.is_file():
+        return False, f"exit {code}: {text.strip().splitlines()[-1] if text.strip() else ''}"
+    result = json.loads(path.read_text())
+    first = result["comparisons"][0]
+    return True, (f"{path.name}: {first['a']} - {first['b']} {first['mean']:+.4f}, "
+                  f"{first['verdict']} ({result['machine']['device_name']})")
 
 
 def part_chapters(out: Path, log: Log, env: dict, dry: bool) -> tuple[bool, str]:
@@ -208,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             ok, text = part_tests(out, log, env, args.dry_run)
         elif part == "bench":
             ok, text = part_bench(out, log, env, args.dry_run, args.data_root)
+        elif part == "experiments":
+            ok, text = part_experiments(out, log, env, args.dry_run)
         else:
             ok, text = part_chapters(out, log, env, args.dry_run)
         seconds = time.perf_counter() - t0

@@ -11,8 +11,9 @@ of one seed is the effect of the one thing they differ in, plus noise the seeds 
 Sizes: ``cpu`` (the default without a GPU) is ``train.CPU_RECIPE`` with fewer epochs, one
 thread per run and ``--workers`` runs at once; ``gpu`` (the default with one) is the CPU
 recipe's settings at its full length on the GPU; ``tiny`` checks the plumbing in seconds
-and decides nothing. Stored results live in ``vgg_book/results/experiment-NAME.json``; a test
-fails when one was made by a recipe other than the one this module now builds.
+and decides nothing. Results go to ``experiment-NAME.json`` (``experiment-NAME-gpu.json``,
+``-tiny.json`` for the other sizes), by default in ``vgg_book/results/`` of a source checkout;
+a test fails when a stored one was made by a recipe other than the one this module builds.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ import torch
 from vgg_book import train as T
 
 __all__ = ["EXPERIMENTS", "SIZES", "recipe", "run_arm", "paired", "t_quantile", "verdict",
-           "run_experiment", "result_path", "main"]
+           "run_experiment", "result_path", "comparison", "describe", "arm_rows",
+           "comparison_rows", "main"]
 
 CHANCE = 0.1  # ten classes: what a diverged network scores
 
@@ -226,8 +228,59 @@ def verdict(lo: float, hi: float) -> str:
     return "cannot resolve at this size"
 
 
-def result_path(name: str, out_dir: Optional[Path] = None) -> Path:
-    return (out_dir or default_out_dir()) / f"experiment-{name}.json"
+def comparison(result: dict, a: str, b: str, metric: str = "test_acc") -> dict:
+    """The stored comparison of arm ``a`` against arm ``b`` on ``metric``."""
+    for c in result["comparisons"]:
+        if (c["a"], c["b"], c["metric"]) == (a, b, metric):
+            return c
+    have = ", ".join(f"{c['a']} - {c['b']} ({c['metric']})" for c in result["comparisons"])
+    raise ValueError(f"{result['experiment']} has no comparison {a} - {b} ({metric}); it has: "
+                     f"{have}")
+
+
+def describe(c: dict, percent: bool = True) -> str:
+    """A comparison in words, from its interval: "2.1 points higher (95% interval 1.0 to 3.2
+    points): resolved", or "... cannot resolve at this size". ``percent``: the metric is a
+    fraction shown in percentage points (accuracies); otherwise as it is (losses)."""
+    if c["ci95"] is None:
+        return c["verdict"]
+    k, unit, fmt = (100, " points", ".1f") if percent else (1, "", ".3f")
+    mean, (lo, hi) = c["mean"] * k, (v * k for v in c["ci95"])
+    interval = f"95% interval {lo:+{fmt}} to {hi:+{fmt}}{unit}"
+    if c["verdict"] == "resolves: higher":
+        return f"{mean:{fmt}}{unit} higher ({interval}): resolved"
+    if c["verdict"] == "resolves: lower":
+        return f"{-mean:{fmt}}{unit} lower ({interval}): resolved"
+    return f"{mean:+{fmt}}{unit} ({interval}): cannot resolve at this size"
+
+
+def arm_rows(result: dict, metrics=("test_acc",)) -> list[dict]:
+    """Per arm: the mean, lowest and highest of each metric over the seeds."""
+    rows = []
+    for arm, runs in result["runs"].items():
+        row = {"arm": arm, "seeds": len(runs),
+               "diverged": sum(r["diverged"] is not None for r in runs)}
+        for m in metrics:
+            values = [r[m] for r in runs if r.get(m) is not None]
+            if values:
+                row.update({f"{m} mean": statistics.fmean(values), f"{m} min": min(values),
+                            f"{m} max": max(values)})
+        rows.append(row)
+    return rows
+
+
+def comparison_rows(result: dict) -> list[dict]:
+    """Per comparison: the mean paired difference, its 95% interval and the verdict."""
+    return [{"a - b": f"{c['a']} - {c['b']}", "metric": c["metric"], "mean": c["mean"],
+             "95% low": c["ci95"][0] if c["ci95"] else None,
+             "95% high": c["ci95"][1] if c["ci95"] else None, "verdict": c["verdict"]}
+            for c in result["comparisons"]]
+
+
+def result_path(name: str, out_dir: Optional[Path] = None, size: str = "cpu") -> Path:
+    """``experiment-NAME.json`` for the CPU size, ``experiment-NAME-SIZE.json`` otherwise."""
+    suffix = "" if size == "cpu" else f"-{size}"
+    return (out_dir or default_out_dir()) / f"experiment-{name}{suffix}.json"
 
 
 def default_out_dir() -> Path:
@@ -275,7 +328,7 @@ def run_experiment(name: str, size: str = "cpu", seeds: Optional[int] = None,
                        "workers": workers},
            "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": time.perf_counter() - t,
            "smoke_test": size == "tiny", "runs": results, "comparisons": comparisons}
-    path = result_path(name, out_dir)
+    path = result_path(name, out_dir, size)
     T.write_json(path, out)
     log(f"wrote {path}")
     return out

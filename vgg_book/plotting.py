@@ -150,6 +150,34 @@ def plot_throughput(rows: Sequence[dict], ax=None, key: str = "images_per_s",
     return ax.figure
 
 
+def plot_experiment(result: dict, metric: str = "test_acc", arms: Optional[Sequence[str]] = None,
+                    ax=None, title: Optional[str] = None):
+    """A paired experiment (``vgg_book.experiments``): one column per arm, one dot per seed,
+    and a grey line joining the dots of one seed, so that the eye follows the pairs."""
+    plt = _plt()
+    runs = result["runs"]
+    arms = list(runs) if arms is None else list(arms)
+    missing = [a for a in arms if a not in runs]
+    if missing:
+        raise ValueError(f"{result['experiment']} has no arm {', '.join(missing)}; it has: "
+                         f"{', '.join(runs)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.4 * len(arms) + 2, 3), dpi=100)
+    seeds = [r["seed"] for r in runs[arms[0]]]
+    for i, seed in enumerate(seeds):
+        ys = [runs[a][i][metric] for a in arms]
+        ax.plot(range(len(arms)), ys, "-", color="0.75", lw=0.8, zorder=1)
+        ax.scatter(range(len(arms)), ys, s=18, color="tab:blue", zorder=2,
+                   label="one seed" if i == 0 else None)
+    ax.set_xticks(range(len(arms)), arms, fontsize=8, rotation=15)
+    ax.set(ylabel=metric.replace("_", " "), xlim=(-0.5, len(arms) - 0.5),
+           title=title or f"{result['experiment']}: {len(seeds)} seeds, paired")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
 def plot_paper_errors(ax=None, metric: str = "top1"):
     """The paper's Table 3: validation error against depth, one line per training scale.
 
