@@ -213,6 +213,9 @@ def run_benchmark(quick: bool = False, compile: bool = True,
             rows.append({"name": name, "settings": kw, "images_per_s": None,
                          "compile_seconds": None, "skipped": "not asked (--compile)"})
             continue
+        if kw.get("compile"):  # a cold compile: an empty inductor cache, as a reader has
+            torch._dynamo.reset()
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
         rate = step_rate(spec, batch, size, steps, warmup, **kw)
         rows.append({"name": name, "settings": kw, **rate, "skipped": None})
         log(f"  {name}: {rate['images_per_s']:,.0f} images/s")
