@@ -393,8 +393,10 @@ def test_command_line_runs_the_notebook_recipe():
     assert "FULL_RECIPE" in chapter  # chapter 5's GPU branch uses the same definition
     cells = json.loads(chapter)["cells"]
     listing = [c for c in cells if c["cell_type"] == "markdown"
-               and "python -m vgg_book.train" in "".join(c["source"])]
+               and "python -m vgg_book.train --model" in "".join(c["source"])]
     assert len(listing) == 1, "chapter 5 has one shell listing of the full recipe"
+    assert any("python -m vgg_book.train --recipe cpu" in "".join(c["source"]) for c in cells
+               if c["cell_type"] == "markdown"), "and one of the CPU recipe"
     shell = "".join(listing[0]["source"]).replace("\\\n", " ")
     assert " ".join(T.full_recipe_args()) in " ".join(shell.split())  # and its shell line
     gpu_branch = [c for c in cells if "build_model(training.FULL_RECIPE_MODEL)" in "".join(
