@@ -3,7 +3,6 @@ pieces run, and the stored measurement was made with the recipe the code now has
 the recipe's promise (90% on the whole test set within 120 s)."""
 
 import pytest
-import torch
 
 from vgg_book import bench_cpu as B
 from vgg_book import train as T

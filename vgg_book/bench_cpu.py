@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 from vgg_book import train as T
 from vgg_book.results import runs_dir

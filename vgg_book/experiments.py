@@ -124,7 +124,7 @@ def recipe(name: str, size: str = "cpu", seeds: Optional[int] = None) -> dict:
         raise ValueError(f"seeds must be an integer of at least 2 (a paired interval needs "
                          f"two differences), got {seeds!r}")
     exp = EXPERIMENTS[name]
-    base = {k: v for k, v in T.CPU_RECIPE.items()}
+    base = dict(T.CPU_RECIPE)
     base["epochs"] = exp["epochs"][size]
     if size == "gpu":
         base.update(precision="auto", channels_last=None, threads=None, device="cuda")
