@@ -296,3 +296,12 @@ def plot_family(configs: Optional[dict] = None, ax=None, input_size: int = 224):
     ax.figure.tight_layout()
     return ax.figure
 
+
+
+# Figures drawn in other modules, gathered here so that every chapter draws its figures
+# through ``vgg_book.plotting``: the stacks of chapter 2 and the architecture diagrams.
+from vgg_book.widgets import draw_stack, plot_settings_grid  # noqa: E402
+from vgg_book.diagrams import *  # noqa: E402,F401,F403
+from vgg_book import diagrams as _diagrams  # noqa: E402
+
+__all__ += ["draw_stack", "plot_settings_grid", *_diagrams.__all__]
