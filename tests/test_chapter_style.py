@@ -6,7 +6,12 @@ The chapters are read by students meeting VGG for the first time (issue 12), so 
 - shows no bookkeeping: no ``glue(...)`` call in a code cell the reader sees (they live in
   cells tagged ``remove-input``);
 - shows code cells of at most 30 lines (longer verifications are collapsed, ``hide-input``)
-  and lines of at most 99 characters, collapsed cells included.
+  and lines of at most 79 characters, collapsed cells included (issue 19);
+- has a core path (prose outside collapsed blocks, before the summary) of at most 2,000 words,
+  at least three figures drawn by ``vgg_book.plotting``, no sentence that chains colons and
+  none that points at "the cell below" (``vgg_book.reading`` measures all of it);
+- keeps no audit of the blog posts: that lives on the appendix page, and the posts are named
+  by their titles there, never "seed 003" or "post 003".
 """
 
 from __future__ import annotations
@@ -17,10 +22,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from vgg_book import reading
+
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "chapters").glob("0*.ipynb"))
-PAGES = [ROOT / "intro.ipynb", *CHAPTERS]
-MAX_LINES, MAX_COLUMNS, MIN_QUESTIONS = 30, 99, 4
+APPENDIX = ROOT / "chapters" / "appendix_posts.ipynb"
+PAGES = [ROOT / "intro.ipynb", *CHAPTERS, APPENDIX]
+MAX_LINES, MAX_COLUMNS, MIN_QUESTIONS = 30, reading.MAX_COLUMNS, 4
+MAX_CORE_WORDS, MIN_FIGURES = 2000, 3
 
 
 def tags(cell) -> set[str]:
@@ -51,8 +60,7 @@ def test_code_cells_are_short_and_narrow(path):
     nb = nbformat.read(path, as_version=4)
     long = [(i, len(c.source.splitlines())) for i, c in shown_code(nb)
             if "hide-input" not in tags(c) and len(c.source.splitlines()) > MAX_LINES]
-    wide = [(i, n) for i, c in shown_code(nb) for n, line in enumerate(c.source.splitlines(), 1)
-            if len(line) > MAX_COLUMNS]
+    wide = reading.wide_lines(nb, MAX_COLUMNS)
     assert not long, f"{path.name}: (cell, lines) over {MAX_LINES} lines: {long}"
     assert not wide, f"{path.name}: (cell, line) over {MAX_COLUMNS} columns: {wide}"
 
@@ -79,6 +87,49 @@ def test_chapter_has_enough_exercises(path):
                  and re.match(r"#\s*BEGIN\s+QUESTION", c.source, re.I)]
     assert len(questions) >= MIN_QUESTIONS, (
         f"{path.name} has {len(questions)} exercises; a chapter needs {MIN_QUESTIONS}")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_core_path_is_one_sitting_told_with_figures(path):
+    nb = nbformat.read(path, as_version=4)
+    words, figures = reading.core_words(nb), reading.plotting_figures(nb)
+    assert words <= MAX_CORE_WORDS, (
+        f"{path.name}: {words} words on the core path (at most {MAX_CORE_WORDS}); fold "
+        "cross-checks and long evidence into dropdowns or hide-input cells")
+    assert len(figures) >= MIN_FIGURES, (
+        f"{path.name}: {len(figures)} figures drawn by vgg_book.plotting (cells {figures}); "
+        f"a chapter shows at least {MIN_FIGURES}")
+
+
+@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.stem)
+def test_prose_reads_as_a_teacher_writes(path):
+    nb = nbformat.read(path, as_version=4)
+    assert not reading.colon_chains(nb), f"{path.name}: sentences chain colons"
+    assert not reading.pointers(nb), (
+        f"{path.name}: say what a cell shows instead of pointing at it: {reading.pointers(nb)}")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_the_audit_lives_on_the_appendix_page(path):
+    nb = nbformat.read(path, as_version=4)
+    audit = [h for h in headings(nb) if re.search(r"blog|posts?\b|seeds?\b", h, re.I)]
+    assert not audit, f"{path.name}: audit sections {audit} belong on the appendix page"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type != "raw")
+    links = text.count("appendix_posts")
+    assert not re.search(r"\b(seed|post)s? 00\d", text, re.I), (
+        f"{path.name}: name a post by its title (the appendix page), not its file number")
+    mentions = len(re.findall(r"blog posts?|the posts?\b", text, re.I))
+    assert mentions <= max(links, 0) + 1, (
+        f"{path.name}: {mentions} mentions of the posts and {links} links to the appendix")
+
+
+def test_the_appendix_holds_the_audit():
+    nb = nbformat.read(APPENDIX, as_version=4)
+    assert nb.cells[0].source.startswith("# What the posts got wrong")
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    verdicts = re.findall(r"\b(WRONG|IMPRECISE|DEBATABLE|RIGHT)\b", "\n".join(
+        c.source for c in nb.cells if c.cell_type == "markdown"))
+    assert code.count("assert") >= 20 and {"WRONG", "RIGHT"} <= set(verdicts)
 
 
 def test_every_chapter_is_checked():

@@ -129,3 +129,67 @@ def test_glue_without_myst_nb_does_nothing():
 def test_glue_rejects_a_bad_name():
     with pytest.raises(ValueError, match="identifier such as 'n_train'"):
         glue("n train", 1)
+
+
+def collapsed(cell) -> bool:
+    return (cell.metadata.get("jupyter", {}).get("source_hidden") is True
+            and cell.metadata.get("cellView") == "form"
+            and cell.source.startswith("#@title "))
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_reader_notebook_collapses_what_the_html_collapses(chapter):
+    """JupyterLab and Colab collapse what the book's HTML collapses (issue 19)."""
+    source = nbformat.read(chapter, as_version=4)
+    reader = nbformat.read(ROOT / "notebooks" / chapter.name, as_version=4)
+    by_id = {c.id: c for c in reader.cells}
+    for index, cell in enumerate(source.cells):
+        tags = set(cell.metadata.get("tags", []))
+        if cell.cell_type != "code" or not tags & {"hide-input", "remove-input", "remove-cell"}:
+            continue
+        mine = by_id.get(cell.id)
+        if "hide-input" in tags:
+            assert mine is not None and collapsed(mine), (chapter.name, index)
+            label = cell.metadata.get("mystnb", {}).get("code_prompt_show")
+            assert label and mine.source.split("\n", 1)[0] == f"#@title {label}"
+        elif mine is not None:  # a removed input: kept only collapsed
+            assert collapsed(mine), (chapter.name, index)
+            assert mine.source.startswith(f"#@title {rn.BOOKKEEPING_TITLE}")
+        else:  # dropped: it only glued values nothing later reads
+            assert rn.glue_only(source.cells, index), (chapter.name, index)
+    visible = [c for c in reader.cells if c.cell_type == "code" and not collapsed(c)]
+    assert not [c.source for c in visible if re.search(r"\bglue\(", c.source)]
+    # Dropdowns become <details>, closed; no label leaks as text.
+    text = markdown(source)
+    dropdowns = len(re.findall(r"^(?:`{3,}|:{3,})\{dropdown\}", text, re.M)) + len(
+        re.findall(r"^:class:.*\bdropdown\b", text, re.M))
+    shown = markdown(reader)
+    assert shown.count("<details>") == dropdowns and "<details open" not in shown
+    for label in re.findall(r"^\(([^()\s]+)\)=\s*$", text, re.M):
+        assert not re.search(rf"(?<![#\w-]){re.escape(label)}(?![\w-])", shown), label
+
+
+def test_refs_become_links_to_the_labelled_heading(monkeypatch):
+    monkeypatch.setattr(rn, "_LABELS", {"sec-a": ("01_x.ipynb", "VGG-11, block by block")})
+    monkeypatch.setattr(rn, "_PAGE", ["02_y.ipynb"])
+    got = rn.render_markdown("see {ref}`sec-a` and {ref}`the trace <sec-a>`", {}, "t")
+    assert got == ("see [VGG-11, block by block](01_x.ipynb#VGG-11,-block-by-block) and "
+                   "[the trace](01_x.ipynb#VGG-11,-block-by-block)")
+    rn._PAGE[0] = "01_x.ipynb"
+    assert rn.render_markdown("{ref}`sec-a`", {}, "t").endswith("(#VGG-11,-block-by-block)")
+
+
+def test_dropdowns_become_closed_details():
+    md = ":::{dropdown} The counts agree\nIt is {glue:text}`n`.\n:::\n" \
+         "```{note} Why\n:class: dropdown\nBecause.\n```"
+    got = rn.render_markdown(md, {"n": ("3", False)}, "t")
+    assert got == ("<details>\n<summary>The counts agree</summary>\n\nIt is 3.\n\n</details>\n"
+                   "<details>\n<summary>Why</summary>\n\nBecause.\n\n</details>")
+
+
+def test_glue_only_cells_are_dropped_unless_a_later_cell_reads_them():
+    cells = [nbformat.v4.new_code_cell("x = 3\nglue('x', x)"),
+             nbformat.v4.new_code_cell("glue('y', 4)\nassert 4 > 3"),
+             nbformat.v4.new_code_cell("z = 5\nglue('z', z)"),
+             nbformat.v4.new_code_cell("print(z)")]
+    assert [rn.glue_only(cells, i) for i in range(3)] == [True, False, False]

@@ -12,6 +12,8 @@ not ``file:``/``data:``/``blob:``. Per page it checks:
 - every embedded widget view rendered; pages given by ``--expect-widgets``, and chapter pages
   whose notebook stores widget outputs, must have at least one;
 - every image loaded (``naturalWidth > 0``);
+- no code block scrolls sideways at 1280x900 (every ``<pre>`` of the page, collapsed ones
+  opened after the screenshot: ``scrollWidth <= clientWidth``);
 - Chinese text (the Sources page cites the seed posts by their titles) is drawn by a CJK font
   (the browser reports the fonts it used; Debian's ``fonts-noto-cjk`` provides one);
 - the explorers (``tools/explorer_checks.py``): driven with the keyboard and the pointer,
@@ -107,6 +109,29 @@ def network_is_off() -> bool:
     except OSError:
         return True
     return False
+
+
+# Opens every collapsed block (hide-input cells, dropdowns), then lists the code blocks that
+# scroll sideways: their first line and how many pixels they overflow by.
+OVERFLOW_JS = """
+() => {
+  document.querySelectorAll('article details').forEach(d => { d.open = true; });
+  const pres = [...document.querySelectorAll('article pre')]
+    .filter(p => p.offsetParent !== null);
+  return {
+    code_blocks: pres.length,
+    overflowing: pres.filter(p => p.scrollWidth > p.clientWidth + 1).map(p => ({
+      text: p.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a, ''),
+      by: p.scrollWidth - p.clientWidth})),
+  };
+}
+"""
+
+
+def overflow_problems(m: dict) -> list[str]:
+    """A code block that scrolls sideways at 1280x900 (issue 19: none may)."""
+    return [f"code scrolls sideways by {o['by']} px: {o['text'].strip()[:90]!r}"
+            for o in m.get("overflowing", [])]
 
 
 def notebook_has_widgets(notebook: Path) -> bool:
@@ -231,15 +256,18 @@ def run(html: Path, out: Path, chromium: str, expect_widgets: set[str]) -> int:
                 explorer_problems = EXPLORERS[rel](page, out)
                 measured["explorer_problems"] = explorer_problems
                 errors.extend(explorer_problems)
+            measured.update(page.evaluate(OVERFLOW_JS))
             page.close()
             problems = (errors + page_problems(rel, measured, book, html, config, expect_widgets)
-                        + cjk_problems(measured))
+                        + cjk_problems(measured) + overflow_problems(measured))
             report["pages"][rel] = {"problems": problems, "screenshot": shot.name, **measured}
             failed += bool(problems)
             ok = sum(i["ok"] for i in measured["images"])
             print(f"{'FAIL' if problems else 'ok  '} {rel}: math {measured['math_typeset']}/"
                   f"{measured['math']}, widgets {measured['widget_views_rendered']}/"
-                  f"{measured['widget_views']}, images {ok}/{len(measured['images'])}"
+                  f"{measured['widget_views']}, images {ok}/{len(measured['images'])}, "
+                  f"code blocks {measured['code_blocks'] - len(measured['overflowing'])}/"
+                  f"{measured['code_blocks']} fit"
                   + (f", Chinese text in {measured['cjk_fonts']}" if measured["cjk_elements"]
                      else ""))
             for problem in problems:

@@ -12,6 +12,9 @@ What it does to each notebook (see docs/CONVENTIONS.md):
   or check-all cell, ``generate: true``; other keys are kept);
 - code cells inside ``# BEGIN SOLUTION`` and ``# BEGIN TESTS`` blocks get ``hide-input``
   (a toggle in the HTML, labelled "Show the solution" / "Show the checks");
+- any other ``hide-input`` cell (a collapsed cross-check) must open with a comment that states
+  its conclusion: that sentence becomes the toggle's label (and, in the reader notebooks,
+  Colab's ``#@title``), so a collapsed block is headed by what it shows;
 - a solution code cell that is not between raw SOLUTION cells (otter would neither strip nor
   unlock it) gets wrapped in them;
 - format errors that would leak solutions or break ``otter assign`` are reported.
@@ -152,6 +155,8 @@ def apply(nb, name: str) -> Report:
         elif has_solution and inside != "SOLUTION":
             report.errors.append(
                 f"{where}: solution markers outside a question: otter would not strip them")
+        if inside not in ("SOLUTION", "TESTS") and HIDE_INPUT in cell.metadata.get("tags", []):
+            _label_collapsed(cell, where, report)
         if inside in ("SOLUTION", "TESTS"):
             if _add_tag(cell, HIDE_INPUT):
                 report.changes.append(f"{where}: tagged {HIDE_INPUT} ({inside.lower()})")
@@ -166,6 +171,29 @@ def apply(nb, name: str) -> Report:
     if configs > 1:
         report.errors.append(f"{configs} ASSIGNMENT CONFIG cells; one is allowed")
     return report
+
+
+def conclusion(cell) -> str | None:
+    """The conclusion a collapsed code cell opens with (its first comment line), or None."""
+    first = cell.source.lstrip("\n").split("\n", 1)[0].strip()
+    if not first.startswith("#") or first.startswith(("#@", SETUP_MARKER)):
+        return None
+    text = first.lstrip("#").strip()
+    return text or None
+
+
+def _label_collapsed(cell, where: str, report: Report) -> None:
+    """Label a collapsed cross-check's toggle with the conclusion its first line states."""
+    text = conclusion(cell)
+    if text is None:
+        report.errors.append(f"{where}: a hide-input cell must open with a comment stating "
+                             "its conclusion (e.g. '# The recurrence and autograd agree.')")
+        return
+    prompts = {"code_prompt_show": text, "code_prompt_hide": "Hide the code"}
+    mystnb = cell.metadata.setdefault("mystnb", {})
+    if any(mystnb.get(k) != v for k, v in prompts.items()):
+        mystnb.update(prompts)
+        report.changes.append(f"{where}: toggle labelled with its conclusion")
 
 
 def write_atomic(nb, path: Path) -> None:

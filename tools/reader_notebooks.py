@@ -9,9 +9,19 @@ is the chapter with
 - every glue role replaced by the value the book's executed build stored in the chapter's
   outputs (formatted as myst-nb formats it); a value glued with ``varies=True`` (device,
   timings, training results) gets a dagger, and a note on top says what it means;
-- the other MyST roles and directives turned into Markdown (``{ref}``/``{doc}`` into text or
-  links, admonitions into block quotes, ``{math}`` into ``$...$``, labels dropped); any
-  other MyST construct is an error that names it, so none reaches a reader raw;
+- the other MyST roles and directives turned into Markdown: ``{ref}`` into a link to the
+  labelled heading (``NN_name.ipynb#Heading-text``, the anchors Jupyter gives headings),
+  ``{doc}`` into a link, admonitions into block quotes, dropdowns (``{dropdown}``, or
+  ``:class: dropdown``) into ``<details>`` (collapsed in Jupyter and Colab as in the HTML),
+  ``{math}`` into ``$...$``, labels dropped; any other MyST construct is an error that names
+  it, so none reaches a reader raw;
+- what the HTML collapses collapsed: a ``hide-input`` cell gets
+  ``metadata.jupyter.source_hidden`` (JupyterLab, Notebook 7) and Colab's form view
+  (``cellView: "form"`` and a first line ``#@title`` with its toggle label: "Show the
+  solution", "Show the checks", or the conclusion its first comment states); a cell whose
+  input the HTML removes is dropped when it only glues values that no later cell uses, and
+  collapsed otherwise (``#@title`` ``BOOKKEEPING_TITLE``). Student notebooks
+  (``keep_otter=True``) leave solution cells open: students write in them;
 - otter's raw cells (``# BEGIN QUESTION``...) dropped: the exercises read as in the HTML
   (``keep_otter=True`` keeps them for ``tools/assignments.py``, so students see numbers too);
 - outputs and execution counts cleared.
@@ -32,7 +42,7 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chapter_cells import otter_marker, write_atomic  # noqa: E402  (puts ROOT on the path)
+from chapter_cells import PROMPTS, conclusion, otter_marker, write_atomic  # noqa: E402
 from vgg_book.colab import REPOSITORY  # noqa: E402
 from vgg_book.glue import VARIES_KEY  # noqa: E402
 
@@ -46,6 +56,7 @@ ROLE = re.compile(r"\{([A-Za-z][\w:-]*)\}`([^`]*)`")
 FENCE_OPEN = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w:-]+)\}[ \t]*(?P<arg>.*)$")
 LABEL = re.compile(r"^\(([^()\s]+)\)=\s*$")
 TITLED = re.compile(r"^(?P<text>.*?)\s*<(?P<target>[^<>]+)>$", re.S)
+BOOKKEEPING_TITLE = "The book's checks and the numbers it puts in the text"
 ADMONITIONS = {"note", "tip", "hint", "important", "warning", "caution", "attention",
                "danger", "error", "seealso", "admonition", "dropdown", "exercise", "solution"}
 
@@ -97,6 +108,46 @@ def _titled(body: str) -> tuple[str, str | None]:
     return (m["text"].strip(), m["target"].strip()) if m else (body.strip(), None)
 
 
+def heading_anchor(heading: str) -> str:
+    """The anchor Jupyter gives a heading: its text with spaces as hyphens."""
+    text = re.sub(r"[*`]", "", heading.lstrip("#").strip())
+    return re.sub(r"\s+", "-", text)
+
+
+def labels(chapters=None, values_of=None) -> dict[str, tuple[str, str]]:
+    """``{label: (notebook name, heading text)}`` for every MyST label of the chapters."""
+    found = {}
+    for chapter in chapters or sorted(CHAPTERS.glob("*.ipynb")):
+        nb = nbformat.read(chapter, as_version=4)
+        values = (values_of or {}).get(chapter.name) or glue_values(nb)
+        lines = [line for c in nb.cells if c.cell_type == "markdown"
+                 for line in c.source.split("\n")]
+        for i, line in enumerate(lines):
+            m = LABEL.match(line.strip())
+            if not m:
+                continue
+            heading = next((l for l in lines[i + 1:] if l.strip()), "")
+            if heading.startswith("#"):
+                text = ROLE.sub(lambda r: render_role(r[1], r[2], values, chapter.name),
+                                heading.lstrip("#").strip())
+                found[m[1]] = (chapter.name, text)
+    return found
+
+
+_LABELS: dict[str, tuple[str, str]] = {}
+_PAGE: list[str] = [""]
+
+
+def _ref_link(text: str, target: str | None) -> str:
+    label = target or text
+    if label not in _LABELS:
+        return text if target else label
+    page, heading = _LABELS[label]
+    anchor = heading_anchor(heading)
+    href = f"#{anchor}" if page == _PAGE[0] else f"{page}#{anchor}"
+    return f"[{text if target else heading}]({href})"
+
+
 def _doc_link(target: str) -> str:
     """A ``{doc}`` target as the reader notebook it opens (chapters) or the book's page."""
     stem = Path(target).name
@@ -118,7 +169,9 @@ def render_role(name: str, body: str, values: dict, where: str) -> str:
         text, varies = values[key]
         return format_plain_text(text, spec) + (DAGGER if varies else "")
     text, target = _titled(body)
-    if name in ("ref", "numref", "eq", "term", "abbr"):
+    if name == "ref":
+        return _ref_link(text, target)
+    if name in ("numref", "eq", "term", "abbr"):
         return text if target or name != "eq" else f"({text})"
     if name == "doc":
         return f"[{text}]({_doc_link(target or text)})" if target else text
@@ -151,9 +204,15 @@ def render_markdown(source: str, values: dict, where: str) -> str:
         if i == len(lines):
             raise ReaderError(f"{where}: directive {{{name}}} is not closed by {fence}")
         i += 1
+        options = [b.strip() for b in body if re.match(r"^:[\w-]+:", b.strip())]
         body = [b for b in body if not re.match(r"^:[\w-]+:", b.strip())]  # options
         text = render_markdown("\n".join(body).strip("\n"), values, where)
-        if name in ADMONITIONS:
+        dropdown = name == "dropdown" or any(
+            re.match(r"^:class:.*\bdropdown\b", o) for o in options)
+        if dropdown and (name in ADMONITIONS or name == "dropdown"):
+            title = render_markdown(arg or name.capitalize(), values, where)
+            out.append(f"<details>\n<summary>{title}</summary>\n\n{text}\n\n</details>")
+        elif name in ADMONITIONS:
             title = arg or name.capitalize()
             quoted = "\n".join("> " + b if b else ">" for b in text.split("\n"))
             out.append(f"> **{render_markdown(title, values, where)}**\n>\n{quoted}")
@@ -189,24 +248,101 @@ def note_cell(title: str, values: dict):
     return cell
 
 
+def _tags(cell) -> set[str]:
+    return set(cell.metadata.get("tags", []))
+
+
+def collapse(cell, title: str) -> None:
+    """Collapse ``cell`` in JupyterLab/Notebook 7 and in Colab's form view, titled ``title``."""
+    lines = cell.source.split("\n")
+    if conclusion(cell) == title:  # the first comment line becomes the title
+        lines = lines[1:]
+    cell.source = "\n".join([f"#@title {title}", *lines])
+    cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
+    cell.metadata["cellView"] = "form"
+
+
+def _names(source: str) -> tuple[set[str], set[str], bool, bool]:
+    """(names stored, names loaded, calls glue, asserts) of a code cell's source."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython syntax (%pip ...): treat as using everything
+        return set(), set(), False, True
+    stored, loaded, glues, asserts = set(), set(), False, False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (stored if isinstance(node.ctx, (ast.Store, ast.Del)) else loaded).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            stored.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            stored.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assert):
+            asserts = True
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "glue":
+            glues = True
+    return stored, loaded, glues, asserts
+
+
+def glue_only(cells, index: int) -> bool:
+    """Whether code cell ``cells[index]`` only glues values: it calls ``glue``, asserts
+    nothing, shows nothing but glue outputs, and no later code cell uses a name it sets."""
+    cell = cells[index]
+    stored, _, glues, asserts = _names(cell.source)
+    if not glues or asserts:
+        return False
+    if any("scrapbook" not in out.get("metadata", {}) for out in cell.get("outputs", [])):
+        return False
+    later = set()
+    for other in cells[index + 1:]:
+        if other.cell_type == "code":
+            later |= _names(other.source)[1]
+    return not stored & later
+
+
+def _code_cell(cells, index: int, inside: str | None, keep_otter: bool):
+    """The reader's version of code cell ``cells[index]``, or None to drop it."""
+    cell = cells[index]
+    tags = _tags(cell)
+    if tags & {"remove-input", "remove-cell"}:
+        if glue_only(cells, index):
+            return None
+        collapse(cell, BOOKKEEPING_TITLE)
+    elif "hide-input" in tags and not (keep_otter and inside == "SOLUTION"):
+        prompts = PROMPTS.get(inside or "", {})
+        collapse(cell, prompts.get("code_prompt_show") or conclusion(cell) or "Show the code")
+    cell.outputs, cell.execution_count = [], None
+    return cell
+
+
 def reader_notebook(chapter: Path, keep_otter: bool = False):
     """The reader notebook of ``chapter`` (a path to ``chapters/NN_name.ipynb``)."""
     nb = nbformat.read(chapter, as_version=4)
     values = glue_values(nb)
+    if not _LABELS:
+        _LABELS.update(labels())
+    _PAGE[0] = chapter.name
     out = copy.deepcopy(nb)
-    cells = []
+    cells, blocks = [], []
     for index, cell in enumerate(out.cells):
         where = f"{chapter.name} cell {index}"
-        if otter_marker(cell) is not None:
+        marker = otter_marker(cell)
+        if marker is not None:
+            kind, block = marker
+            if kind == "BEGIN":
+                blocks.append(block)
+            elif kind == "END" and blocks:
+                blocks.pop()
             if keep_otter:
                 cells.append(cell)
             continue
-        if "remove-cell" in cell.metadata.get("tags", []) and cell.cell_type != "code":
+        if "remove-cell" in _tags(cell) and cell.cell_type != "code":
             continue
         if cell.cell_type == "markdown":
             cell.source = render_markdown(cell.source, values, where)
         elif cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
+            cell = _code_cell(out.cells, index, blocks[-1] if blocks else None, keep_otter)
+            if cell is None:
+                continue
         cells.append(cell)
     heading = next((c.source.split("\n", 1)[0].lstrip("# ").strip() for c in cells
                     if c.cell_type == "markdown" and c.source.startswith("# ")), chapter.stem)

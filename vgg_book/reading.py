@@ -157,13 +157,17 @@ def wide_lines(nb_or_path, limit: int = MAX_COLUMNS) -> list[tuple[int, int]]:
 
 
 def _sentences(text: str) -> list[str]:
-    flat = re.sub(r"\s+", " ", text)
-    return [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z(*`])", flat) if s.strip()]
+    """Sentences of ``text``; a blank line, heading, list item or table row ends one."""
+    out = []
+    for block in re.split(r"\n\s*\n|\n(?=\s*(?:#|[-*|] |\d+\. ))", text):
+        flat = re.sub(r"\s+", " ", block).strip()
+        out += [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z(*`])", flat) if s.strip()]
+    return out
 
 
 def colon_chains(nb_or_path) -> list[str]:
     """Core-path sentences with two or more colons (a chain of clauses), links excluded."""
-    prose = re.sub(r"https?://\S+|\]\([^)]*\)|`[^`]*`", "", core_prose(nb_or_path))
+    prose = re.sub(r"https?://\S+|\]\([^)]*\)|`[^`]*`|arXiv:\d", "", core_prose(nb_or_path))
     return [s for s in _sentences(prose) if s.count(":") >= 2]
 
 
