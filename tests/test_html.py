@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import chapter_cells  # noqa: E402
 import reader_notebooks  # noqa: E402
-from fixture_chapter import PUBLIC_MESSAGE, SOLUTION_LINES, write_fixture_chapter  # noqa: E402
+from fixture_chapter import (CHECK_CONCLUSION, DROPDOWN_TITLE, PUBLIC_MESSAGE,  # noqa: E402
+                             SOLUTION_LINES, write_fixture_chapter)
 
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 REPO = CONFIG["repository"]["url"].removeprefix("https://github.com/").strip("/")
@@ -120,8 +121,24 @@ def test_solutions_and_tests_are_behind_a_toggle(tiny_book):
         assert not any(line in s for s in shown), f"{line!r} shows without a toggle"
     assert any("double(21)" in s for s in shown)  # ordinary cells stay visible
     labels = [s.get_text(" ", strip=True) for s in soup.select("details.hide summary")]
-    assert sorted(labels) == ["Show the checks Hide the checks"] * 3 + [
-        "Show the solution Hide the solution"] * 2, labels
+    assert sorted(labels) == sorted(["Show the checks Hide the checks"] * 3 + [
+        "Show the solution Hide the solution"] * 2 + [f"{CHECK_CONCLUSION} Hide the code"]), labels
+
+
+def test_collapsed_blocks_are_headed_by_their_conclusion(tiny_book):
+    soup = page(tiny_book / "chapters" / "99_fixture.html")
+    dropdowns = soup.select("details.sd-dropdown")
+    assert [d.summary.get_text(" ", strip=True) for d in dropdowns] == [DROPDOWN_TITLE]
+    assert not dropdowns[0].has_attr("open")  # collapsed until the reader opens it
+    assert "Twice an integer is even." in dropdowns[0].get_text()
+
+
+def test_code_css_is_linked_and_served(tiny_book):
+    soup = page(tiny_book / "chapters" / "99_fixture.html")
+    links = [l["href"] for l in soup.find_all("link", rel="stylesheet")]
+    assert any(h.split("?")[0].endswith("_static/vgg-book.css") for h in links), links
+    css = (tiny_book / "_static" / "vgg-book.css").read_text()
+    assert "font-size: 13px" in css and "pre-wrap" in css
 
 
 def test_each_script_once(tiny_book):
@@ -150,4 +167,5 @@ def test_offline_config_loads_nothing_from_the_network():
     # The config file is written to _build/: local extension paths must not be relative.
     assert config["sphinx"]["local_extensions"] == {
         "dedupe_scripts": str(ROOT / "tools" / "sphinx_ext"),
-        "reader_links": str(ROOT / "tools" / "sphinx_ext")}
+        "reader_links": str(ROOT / "tools" / "sphinx_ext"),
+        "code_width": str(ROOT / "tools" / "sphinx_ext")}

@@ -17,6 +17,9 @@ SOLUTION_LINES = ("tripled = 3 * x", "return tripled", "answer = 6 * 7")
 #: Text of the public test's failure message, which a student must see.
 PUBLIC_MESSAGE = "expected triple(4) == 12"
 HIDDEN_MESSAGE = "hidden check: triple(-5)"
+#: A collapsed block of each kind, headed by its conclusion.
+DROPDOWN_TITLE = "Doubling gives an even number"
+CHECK_CONCLUSION = "Doubling twice quadruples."
 
 OLD_SETUP = (
     "# Set-up: on Colab, install vgg_book (torch and torchvision are already there).\n"
@@ -34,6 +37,9 @@ def fixture_notebook(name: str = "99_fixture"):
         v4.new_markdown_cell(f"# 99. Fixture\n\nPythagoras: $a^2 + b^2 = c^2$.\n\n$$e^{{i\\pi}} = -1$$"),
         v4.new_code_cell(OLD_SETUP),
         v4.new_code_cell("def double(x):\n    return 2 * x\n\nprint(double(21))"),
+        v4.new_markdown_cell(f":::{{dropdown}} {DROPDOWN_TITLE}\nTwice an integer is even.\n:::"),
+        v4.new_code_cell(f"# {CHECK_CONCLUSION}\nassert double(double(1)) == 4",
+                         metadata={"tags": ["hide-input"]}),
         v4.new_raw_cell(f"# ASSIGNMENT CONFIG\nname: {name}\nexport_cell: false\n"
                         "generate: false\ncheck_all_cell: false"),
         v4.new_markdown_cell("## Exercises"),
