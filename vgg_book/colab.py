@@ -49,7 +49,7 @@ def setup_cell_source(version: str = __version__) -> str:
     """
     return (
         "# Set-up: on Colab, install vgg_book (torch and torchvision are already there);\n"
-        f"# {SPEC_VARIABLE} may name another source (a fork, a wheel). Elsewhere: nothing.\n"
+        f"# {SPEC_VARIABLE} may name another source. Elsewhere this does nothing.\n"
         "import os\n"
         "import sys\n"
         'if "google.colab" in sys.modules:\n'
