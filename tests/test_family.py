@@ -125,7 +125,7 @@ def test_c_puts_its_1x1_convs_last_in_blocks_3_to_5():
 
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_table1_labels_are_kernel_size_and_output_channels(config):
-    """"conv3-64" is a 3x3 conv with 64 output channels (not "the third layer", seed 004)."""
+    """"conv3-64" is a 3x3 conv with 64 output channels (not "the third layer", as *VGG16 Explained* says)."""
     convs = [m for m in on_meta(vgg, config).features if isinstance(m, nn.Conv2d)]
     labels = [layer for layer in paper.TABLE1[config] if layer.startswith("conv")]
     assert [f"conv{m.kernel_size[0]}-{m.out_channels}" for m in convs] == labels

@@ -14,7 +14,7 @@ not ``file:``/``data:``/``blob:``. Per page it checks:
 - every image loaded (``naturalWidth > 0``);
 - no code block scrolls sideways at 1280x900 (every ``<pre>`` of the page, collapsed ones
   opened after the screenshot: ``scrollWidth <= clientWidth``);
-- Chinese text (the Sources page cites the seed posts by their titles) is drawn by a CJK font
+- Chinese text (the Sources page cites the blog posts by their titles) is drawn by a CJK font
   (the browser reports the fonts it used; Debian's ``fonts-noto-cjk`` provides one);
 - the explorers (``tools/explorer_checks.py``): driven with the keyboard and the pointer,
   their numbers must change and equal ``vgg_book``'s for each new setting (screenshots

@@ -7,7 +7,7 @@ Conventions used throughout (the book's chapter 4 explains why):
 * A convolution costs ``C_out * H_out * W_out * (C_in / groups * K_h * K_w)`` MACs per image
   (any stride, padding or dilation: they change ``H_out`` and ``W_out``, not the work per
   output). A linear layer costs ``out * in`` MACs per row. With ``count_bias=True`` (the
-  default, the seed texts' formula ``C_out*H_out*W_out*(C_in*K*K + 1)``) the bias add counts
+  default, the blog posts' formula ``C_out*H_out*W_out*(C_in*K*K + 1)``) the bias add counts
   one more MAC per output value; ``FlopCounterMode`` ignores bias, so with
   ``count_bias=False`` our MACs are exactly its FLOPs / 2. ``torchinfo.summary``'s
   mult-adds equal our MACs with ``count_bias=True``, except that it also counts batch norm's
@@ -281,7 +281,7 @@ def summary(model: nn.Module, input_shape: Sequence[int], *, count_bias: bool = 
 
     Conventions: 1 MAC = one multiply-add; FLOPs = 2 x MACs. A convolution costs
     ``C_out*H_out*W_out*(C_in/groups*K_h*K_w + 1)`` MACs per image with ``count_bias=True``
-    (the +1 is the bias add; the seed texts' formula), without the +1 when
+    (the +1 is the bias add; the blog posts' formula), without the +1 when
     ``count_bias=False``; a linear layer ``out*(in + 1)`` or ``out*in``. Every module without
     parameters (pools, ReLU, batch-norm's arithmetic, LRN, dropout, flatten) counts 0 MACs,
     as in ``torch.utils.flop_counter.FlopCounterMode``; with ``count_bias=False``,

@@ -218,8 +218,8 @@ def vgg(config: Union[str, Sequence[Layer]] = "A", *, num_classes: int = 1000,
         hidden: int = 4096, dropout: float = 0.5, input_size: int | None = None) -> VGG:
     """Build a VGG network from a config name (``"A"``..``"E"``, ``"vgg16"``, ...) or list.
 
-    ``width_ratio`` divides every conv's channel count (d2l's narrow VGG uses 4; the seed text 8);
-    it must divide each of them exactly. ``input_size`` drops the adaptive pool (see ``VGG``).
+    ``width_ratio`` divides every conv's channel count (d2l's narrow VGG uses 4; the post
+    *Repeating Elements* 8); it must divide each of them exactly. ``input_size`` drops the adaptive pool (see ``VGG``).
     """
     layers = resolve_config(config)
     if not isinstance(width_ratio, int) or isinstance(width_ratio, bool) or width_ratio < 1:
@@ -253,7 +253,7 @@ def d2l_vgg11(width_ratio: int = 4, num_classes: int = 10, in_channels: int = 1,
     with no adaptive pool: the first linear layer reads ``C * (input_size // 32)**2`` values
     (d2l's ``LazyLinear`` infers that from its 224x224 images). d2l's network then takes every
     side with the same ``side // 32`` (224 to 255); this one takes only ``input_size`` (its own
-    check). d2l divides the widths by 4 (16..128); one seed text by 8.
+    check). d2l divides the widths by 4 (16..128); the post *Repeating Elements* by 8.
     """
     return vgg("A", num_classes=num_classes, in_channels=in_channels, batch_norm=batch_norm,
                width_ratio=width_ratio, input_size=input_size)
