@@ -16,7 +16,8 @@ import numpy as np
 
 __all__ = ["plot_history", "save_history_plot", "confusion_matrix", "plot_confusion",
            "show_misclassified", "plot_throughput", "save_figure", "plot_paper_errors",
-           "family_layout", "plot_family"]
+           "family_layout", "plot_family", "layer_costs", "plot_layer_costs",
+           "activation_memory", "plot_activation_memory"]
 
 
 def _plt():
@@ -293,6 +294,218 @@ def plot_family(configs: Optional[dict] = None, ax=None, input_size: int = 224):
                 Patch(color="#444444", label="FC layer")]
     ax.legend(handles=handles, ncol=5, fontsize=8, loc="upper center",
               bbox_to_anchor=(0.5, 0.0), frameon=False)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+# Colours of the three costs, as in the accounting explorer (vgg_book/js/).
+_COST_COLOURS = {"params": "#4c72b0", "macs": "#dd8452", "kept": "#55a868"}
+_COST_LABELS = {"params": "parameters", "macs": "multiply-adds (MACs)",
+                "kept": "memory kept for backward"}
+
+
+def _network_name(config) -> str:
+    """'VGG-16' for "D", 'VGG-11-LRN' for "A-LRN"; 'a VGG' for an explicit layer list."""
+    from vgg_book.paper import TABLE1, weight_layers
+
+    if isinstance(config, str) and config.upper() in TABLE1:
+        key = config.upper()
+        return f"VGG-{weight_layers(key)}" + ("-LRN" if key == "A-LRN" else "")
+    return "a VGG"
+
+
+def layer_costs(config="D", input_size: int = 224, by: str = "block") -> list[dict]:
+    """What each part of a VGG costs, from ``vgg_book.accounting``: a list of groups in
+    forward order, each ``{"name", "layers", "params", "macs", "kept_bytes"}``.
+
+    ``by="block"`` makes one group per convolutional block ("block 1" ... "block 5") and one
+    per FC layer ("fc6", "fc7", "fc8"); ``by="layer"`` one per weight layer, named as the
+    paper does ("conv1_1" ... "fc8"). A group owns its weight layer(s) and every layer after
+    them up to the next weight layer (ReLU, pools, dropout), so a block owns its max-pool.
+    ``layers`` lists the leaf modules' names (``"features.0"``). ``params`` counts weights
+    and biases; ``macs`` are multiply-adds for one ``input_size`` x ``input_size`` image,
+    bias adds not counted (``FlopCounterMode``'s FLOPs / 2, torchvision's "GFLOPS");
+    ``kept_bytes`` the float32 bytes autograd keeps for backward for one image
+    (``training_memory``'s tensors, each given to the layer that first keeps it).
+    """
+    import torch
+
+    from vgg_book.accounting import summary, training_memory
+    from vgg_book.models import vgg
+
+    if by not in ("block", "layer"):
+        raise ValueError(f"by must be 'block' or 'layer', got {by!r}")
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        model = vgg(config)
+    rows = summary(model, (3, input_size, input_size), count_bias=False).rows
+    groups, where, block, conv, fc = [], {}, 1, 0, 5
+    for r in rows:
+        if r.type == "Conv2d":
+            conv += 1
+            name = f"block {block}" if by == "block" else f"conv{block}_{conv}"
+        elif r.type == "Linear":
+            fc += 1
+            name = f"fc{fc}"
+        else:
+            name = None
+        if name is not None and (not groups or groups[-1]["name"] != name):
+            groups.append(dict(name=name, layers=[], params=0, macs=0, kept_bytes=0))
+        group = groups[-1]
+        group["layers"].append(r.name)
+        group["params"] += r.params
+        group["macs"] += r.macs
+        where[r.name] = group
+        if r.type == "MaxPool2d":
+            block, conv = block + 1, 0
+    for kept in training_memory(model, (3, input_size, input_size), 1).kept:
+        where[kept.layer]["kept_bytes"] += kept.bytes
+    return groups
+
+
+def plot_layer_costs(config="D", input_size: int = 224, ax=None, by: str = "block",
+                     quantities: Sequence[str] = ("params", "macs")):
+    """Each group's share of the network's parameters and multiply-adds (and, with
+    ``"kept"`` in ``quantities``, of the memory kept for backward), side by side.
+
+    One cluster of bars per group of :func:`layer_costs` (``by`` "block" or "layer"); each
+    bar is a percentage of its quantity's total, so bars of different units compare. For
+    VGG-16 the weights sit in fc6 and the work in the convolutions.
+    """
+    plt = _plt()
+    unknown = [q for q in quantities if q not in _COST_LABELS]
+    if unknown or not quantities:
+        raise ValueError(f"quantities must name some of {', '.join(_COST_LABELS)}, "
+                         f"got {tuple(quantities)!r}")
+    groups = layer_costs(config, input_size, by)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.4), dpi=100)
+    key = {"params": "params", "macs": "macs", "kept": "kept_bytes"}
+    x = np.arange(len(groups))
+    width = 0.8 / len(quantities)
+    for j, q in enumerate(quantities):
+        values = np.array([g[key[q]] for g in groups], dtype=float)
+        shares = 100 * values / values.sum()
+        offset = (j - (len(quantities) - 1) / 2) * width
+        bars = ax.bar(x + offset, shares, width, color=_COST_COLOURS[q], label=_COST_LABELS[q])
+        if by == "block":
+            ax.bar_label(bars, [f"{s:.0f}%" if s >= 0.5 else "" for s in shares],
+                         fontsize=7, padding=1)
+    ax.set_xticks(x, [g["name"] for g in groups], fontsize=8,
+                  rotation=0 if by == "block" else 60)
+    ax.set_ylabel("share of the network's total (%)", fontsize=9)
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", frameon=False)
+    ax.set_title(f"{_network_name(config)} at {input_size}x{input_size}: which part costs "
+                 "what", fontsize=10)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def _bf16_checked(model) -> None:
+    from torch import nn
+
+    odd = sorted({type(m).__name__ for m in model.modules()
+                  if isinstance(m, (nn.LocalResponseNorm, nn.BatchNorm2d))})
+    if odd:
+        raise ValueError(
+            f"the bf16 autocast rule (every kept float tensor in 2 bytes) is checked for "
+            f"plain VGGs only; this one has {', '.join(odd)} (LRN stays float32 under "
+            "autocast). Measure it with vgg_book.accounting.saved_tensor_bytes instead")
+
+
+def activation_memory(batch_sizes: Sequence[int] = range(1, 65), config="D",
+                      input_size: int = 224, optimizer: str = "sgd-momentum",
+                      **vgg_kwargs) -> dict:
+    """Training memory of VGG ``config`` against the batch size, in float32 and under bfloat16
+    autocast, from ``vgg_book.accounting.training_memory`` (bytes throughout).
+
+    Returns ``fixed`` (weights, gradients and optimizer state, the same in both precisions:
+    autocast keeps the weights in float32), ``kept_float32`` and ``kept_bf16`` (bytes autograd
+    keeps per image: under autocast every kept float tensor takes 2 bytes a value, the
+    max-pools' int64 indices stay 8), ``weight_copies`` (the bfloat16 copy of every conv and
+    linear weight that autocast keeps, once per step), ``batch_sizes``, ``float32`` and
+    ``bf16`` (totals per batch size), ``bf16_crossover`` (the first batch at which bf16 keeps
+    less) and ``activations_crossover`` (the first batch at which the float32 activations
+    reach the fixed part). ``vgg_kwargs`` go to ``vgg()`` (``width_ratio``, ``hidden``, ...);
+    models with LRN or batch norm are refused (their kept tensors follow other rules).
+    """
+    import math
+
+    import torch
+    from torch import nn
+
+    from vgg_book.accounting import training_memory
+    from vgg_book.models import vgg
+
+    batch_sizes = list(batch_sizes)
+    if not batch_sizes or any(not isinstance(b, int) or isinstance(b, bool) or b < 1
+                              for b in batch_sizes):
+        raise ValueError(f"batch_sizes must be positive integers, got {batch_sizes!r}")
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        model = vgg(config, **vgg_kwargs)
+    _bf16_checked(model)
+    channels = model.in_channels
+    one = training_memory(model, (channels, input_size, input_size), 1, optimizer=optimizer)
+    fixed = one.weights + one.gradients + one.optimizer_state
+    kept32 = one.activations
+    kept16 = sum(t.bytes if t.what == "int64 indices" else t.bytes // 2 for t in one.kept)
+    copies = 2 * sum(m.weight.numel() for m in model.modules()
+                     if isinstance(m, (nn.Conv2d, nn.Linear)))
+    return {
+        "batch_sizes": batch_sizes, "fixed": fixed, "kept_float32": kept32,
+        "kept_bf16": kept16, "weight_copies": copies,
+        "float32": [fixed + b * kept32 for b in batch_sizes],
+        "bf16": [fixed + copies + b * kept16 for b in batch_sizes],
+        "bf16_crossover": copies // (kept32 - kept16) + 1,
+        "activations_crossover": math.ceil(fixed / kept32),
+    }
+
+
+def plot_activation_memory(batch_sizes: Sequence[int] = range(1, 65), config="D",
+                           input_size: int = 224, optimizer: str = "sgd-momentum", ax=None):
+    """Memory of one training step against the batch size (GiB), in float32 and under
+    bfloat16 autocast, from :func:`activation_memory`.
+
+    The grey band is the fixed part (weights, gradients, optimizer state); the two lines add
+    what autograd keeps for backward. Two dots mark the batch from which bf16 needs less and
+    the batch at which the float32 activations overtake the fixed part.
+    """
+    plt = _plt()
+    data = activation_memory(batch_sizes, config, input_size, optimizer)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    gib = 2 ** 30
+    b = np.array(data["batch_sizes"])
+    fixed = data["fixed"] / gib
+    state = {"sgd": "no optimizer state", "sgd-momentum": "momentum",
+             "adam": "Adam's two moments"}.get(optimizer, optimizer)
+    ax.fill_between(b, 0, fixed, color="0.85", lw=0,
+                    label=f"fixed part: weights, gradients, {state}")
+    ax.plot(b, np.array(data["float32"]) / gib, color="#4c72b0", lw=2, label="float32")
+    ax.plot(b, np.array(data["bf16"]) / gib, color="#dd8452", lw=2, label="bf16 autocast")
+    top = max(data["float32"][-1], data["bf16"][-1]) / gib
+    cross16 = data["bf16_crossover"]
+    cross32 = data["activations_crossover"]
+    marks = [(cross16, f"bf16 needs less\nfrom batch {cross16}", (6, -8), "left", "top"),
+             (cross32, f"at batch {cross32} the float32\nactivations pass\nthe fixed part",
+              (-6, 6), "right", "bottom")]
+    for batch, text, offset, ha, va in marks:
+        if b.min() <= batch <= b.max():
+            y = fixed + batch * data["kept_float32"] / gib
+            ax.plot([batch], [y], "o", color="0.2", ms=4, zorder=3)
+            ax.annotate(text, (batch, y), xytext=offset, textcoords="offset points",
+                        fontsize=7.5, ha=ha, va=va, color="0.2")
+    ax.set(xlim=(b.min(), b.max()), ylim=(0, 1.05 * top), xlabel="batch size (images)",
+           ylabel="GiB for one training step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", frameon=False)
+    ax.set_title(f"{_network_name(config)} at {input_size}x{input_size}: training memory "
+                 "against the batch", fontsize=10)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
     ax.figure.tight_layout()
     return ax.figure
 
