@@ -145,11 +145,14 @@ def test_reader_notebook_collapses_what_the_html_collapses(chapter):
     by_id = {c.id: c for c in reader.cells}
     for index, cell in enumerate(source.cells):
         tags = set(cell.metadata.get("tags", []))
-        if cell.cell_type != "code" or not tags & {"hide-input", "remove-input", "remove-cell"}:
+        if cell.cell_type != "code" or not tags & {"hide-input", "hide-cell", "remove-input",
+                                                   "remove-cell"}:
             continue
         mine = by_id.get(cell.id)
-        if "hide-input" in tags:
+        if tags & {"hide-input", "hide-cell"}:
             assert mine is not None and collapsed(mine), (chapter.name, index)
+            outputs_hidden = mine.metadata["jupyter"].get("outputs_hidden", False)
+            assert outputs_hidden == ("hide-cell" in tags), (chapter.name, index)
             label = cell.metadata.get("mystnb", {}).get("code_prompt_show")
             assert label and mine.source.split("\n", 1)[0] == f"#@title {label}"
         elif mine is not None:  # a removed input: kept only collapsed

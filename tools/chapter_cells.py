@@ -12,7 +12,7 @@ What it does to each notebook (see docs/CONVENTIONS.md):
   or check-all cell, ``generate: true``; other keys are kept);
 - code cells inside ``# BEGIN SOLUTION`` and ``# BEGIN TESTS`` blocks get ``hide-input``
   (a toggle in the HTML, labelled "Show the solution" / "Show the checks");
-- any other ``hide-input`` cell (a collapsed cross-check) must open with a comment that states
+- any other ``hide-input`` or ``hide-cell`` cell (a collapsed cross-check) must open with a comment that states
   its conclusion: that sentence becomes the toggle's label (and, in the reader notebooks,
   Colab's ``#@title``), so a collapsed block is headed by what it shows;
 - a solution code cell that is not between raw SOLUTION cells (otter would neither strip nor
@@ -155,7 +155,8 @@ def apply(nb, name: str) -> Report:
         elif has_solution and inside != "SOLUTION":
             report.errors.append(
                 f"{where}: solution markers outside a question: otter would not strip them")
-        if inside not in ("SOLUTION", "TESTS") and HIDE_INPUT in cell.metadata.get("tags", []):
+        if inside not in ("SOLUTION", "TESTS") and {HIDE_INPUT, "hide-cell"} & set(
+                cell.metadata.get("tags", [])):
             _label_collapsed(cell, where, report)
         if inside in ("SOLUTION", "TESTS"):
             if _add_tag(cell, HIDE_INPUT):

@@ -18,7 +18,8 @@ is the chapter with
 - what the HTML collapses collapsed: a ``hide-input`` cell gets
   ``metadata.jupyter.source_hidden`` (JupyterLab, Notebook 7) and Colab's form view
   (``cellView: "form"`` and a first line ``#@title`` with its toggle label: "Show the
-  solution", "Show the checks", or the conclusion its first comment states); a cell whose
+  solution", "Show the checks", or the conclusion its first comment states), and a
+  ``hide-cell`` cell also ``outputs_hidden`` (its output folds with it); a cell whose
   input the HTML removes is dropped when it only glues values that no later cell uses, and
   collapsed otherwise (``#@title`` ``BOOKKEEPING_TITLE``). Student notebooks
   (``keep_otter=True``) leave solution cells open: students write in them;
@@ -307,9 +308,11 @@ def _code_cell(cells, index: int, inside: str | None, keep_otter: bool):
         if glue_only(cells, index):
             return None
         collapse(cell, BOOKKEEPING_TITLE)
-    elif "hide-input" in tags and not (keep_otter and inside == "SOLUTION"):
+    elif tags & {"hide-input", "hide-cell"} and not (keep_otter and inside == "SOLUTION"):
         prompts = PROMPTS.get(inside or "", {})
         collapse(cell, prompts.get("code_prompt_show") or conclusion(cell) or "Show the code")
+        if "hide-cell" in tags:  # the HTML folds the output too
+            cell.metadata["jupyter"]["outputs_hidden"] = True
     cell.outputs, cell.execution_count = [], None
     return cell
 
