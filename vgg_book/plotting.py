@@ -378,7 +378,8 @@ def plot_layer_costs(config="D", input_size: int = 224, ax=None, by: str = "bloc
                          f"got {tuple(quantities)!r}")
     groups = layer_costs(config, input_size, by)
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 3.4), dpi=100)
+        # the width of the book's text column (about 690 px): shown at 1:1, not shrunk
+        _, ax = plt.subplots(figsize=(6.9, 3.8), dpi=100)
     key = {"params": "params", "macs": "macs", "kept": "kept_bytes"}
     x = np.arange(len(groups))
     width = 0.8 / len(quantities)
@@ -389,15 +390,16 @@ def plot_layer_costs(config="D", input_size: int = 224, ax=None, by: str = "bloc
         bars = ax.bar(x + offset, shares, width, color=_COST_COLOURS[q], label=_COST_LABELS[q])
         if by == "block":
             ax.bar_label(bars, [f"{s:.0f}%" if s >= 0.5 else "" for s in shares],
-                         fontsize=7, padding=1)
-    ax.set_xticks(x, [g["name"] for g in groups], fontsize=8,
+                         fontsize=8, padding=1)
+    ax.set_xticks(x, [g["name"] for g in groups], fontsize=10,
                   rotation=0 if by == "block" else 60)
-    ax.set_ylabel("share of the network's total (%)", fontsize=9)
+    ax.set_ylabel("share of the network's total (%)", fontsize=10)
+    ax.tick_params(axis="y", labelsize=9)
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", frameon=False)
+    ax.legend(fontsize=10, loc="upper left", frameon=False)
     ax.set_title(f"{_network_name(config)} at {input_size}x{input_size}: which part costs "
-                 "what", fontsize=10)
+                 "what", fontsize=11)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.figure.tight_layout()
@@ -476,7 +478,7 @@ def plot_activation_memory(batch_sizes: Sequence[int] = range(1, 65), config="D"
     plt = _plt()
     data = activation_memory(batch_sizes, config, input_size, optimizer)
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+        _, ax = plt.subplots(figsize=(6.9, 4), dpi=100)  # the text column's width
     gib = 2 ** 30
     b = np.array(data["batch_sizes"])
     fixed = data["fixed"] / gib
@@ -489,21 +491,21 @@ def plot_activation_memory(batch_sizes: Sequence[int] = range(1, 65), config="D"
     top = max(data["float32"][-1], data["bf16"][-1]) / gib
     cross16 = data["bf16_crossover"]
     cross32 = data["activations_crossover"]
-    marks = [(cross16, f"bf16 needs less\nfrom batch {cross16}", (6, -8), "left", "top"),
-             (cross32, f"at batch {cross32} the float32\nactivations pass\nthe fixed part",
+    marks = [(cross16, f"bf16 needs less\nfrom batch {cross16}", (8, -4), "left", "top"),
+             (cross32, f"at batch {cross32} the float32\nactivations reach\nthe fixed part",
               (-6, 6), "right", "bottom")]
     for batch, text, offset, ha, va in marks:
         if b.min() <= batch <= b.max():
             y = fixed + batch * data["kept_float32"] / gib
             ax.plot([batch], [y], "o", color="0.2", ms=4, zorder=3)
             ax.annotate(text, (batch, y), xytext=offset, textcoords="offset points",
-                        fontsize=7.5, ha=ha, va=va, color="0.2")
+                        fontsize=9, ha=ha, va=va, color="0.2")
     ax.set(xlim=(b.min(), b.max()), ylim=(0, 1.05 * top), xlabel="batch size (images)",
            ylabel="GiB for one training step")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", frameon=False)
+    ax.legend(fontsize=9.5, loc="upper left", frameon=False)
     ax.set_title(f"{_network_name(config)} at {input_size}x{input_size}: training memory "
-                 "against the batch", fontsize=10)
+                 "against the batch", fontsize=11)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.figure.tight_layout()
