@@ -138,7 +138,7 @@ def test_code_css_is_linked_and_served(tiny_book):
     links = [l["href"] for l in soup.find_all("link", rel="stylesheet")]
     assert any(h.split("?")[0].endswith("_static/vgg-book.css") for h in links), links
     css = (tiny_book / "_static" / "vgg-book.css").read_text()
-    assert "font-size: 13px" in css and "pre-wrap" in css
+    assert "font-size: 13px" in css and "pre-wrap" in css and "span.pasted-text" in css
 
 
 def test_each_script_once(tiny_book):

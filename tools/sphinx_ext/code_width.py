@@ -3,7 +3,8 @@
 At 1280 pixels sphinx-book-theme's code boxes hold 69 characters of its 14 px monospace
 (measured: shared/notes/book-tooling.md), so the book's 79-column code would scroll
 sideways. ``static/vgg-book.css`` sets code in cells and listings a little smaller, and
-``tools/browser_test.py`` fails a page where any code block still scrolls sideways.
+``tools/browser_test.py`` fails a page where any code block still scrolls sideways. The same
+file sets glued numbers in the weight of their sentence (myst-nb makes them bold).
 Loaded by ``_config.yml`` (``sphinx: local_extensions``).
 """
 
