@@ -23,6 +23,7 @@ import traitlets
 from torch import nn
 
 import vgg_book
+from vgg_book.esm import bundle
 from vgg_book.models import CONFIGS, make_features
 from vgg_book.receptive import receptive_field
 from vgg_book.rf_explorer import RFExplorer, normalize_layer, stack_to_sequential, vgg_layer_names
@@ -172,7 +173,7 @@ def test_js_matches_receptive_field_on_random_stacks(js):
 def test_harness_catches_a_wrong_formula(tmp_path):
     """The comparison is not vacuous: a module with ceil instead of floor output sides fails."""
     broken = tmp_path / "rf_explorer.mjs"
-    text = MODULE.read_text()
+    text = bundle("rf_explorer.mjs")  # receptive.mjs inlined: the file stands alone
     assert "Math.floor(span / s) + 1" in text
     broken.write_text(text.replace("Math.floor(span / s) + 1", "Math.ceil(span / s) + 1"))
     rng = random.Random(1)
@@ -190,7 +191,7 @@ def test_harness_catches_a_wrong_formula(tmp_path):
 
 
 def test_module_is_self_contained_and_exports_the_functions():
-    text = MODULE.read_text()
+    text = bundle("rf_explorer.mjs")  # what the page gets
     assert not re.search(r"^\s*import\b|\bimport\(|\brequire\(|\bfetch\(|XMLHttpRequest", text, re.M)
     assert re.findall(r"https?://[^\s\"']+", text) == ["http://www.w3.org/2000/svg"]
     for name in ("stackTable", "vggLayers", "stackParams", "bigKernelParams", "convWeights",
@@ -209,7 +210,8 @@ def test_module_is_self_contained_and_exports_the_functions():
 
 def test_widget_esm_is_the_packaged_file():
     assert MODULE.is_file()
-    assert str(RFExplorer._esm) == MODULE.read_text()
+    assert RFExplorer._esm == bundle("rf_explorer.mjs")
+    assert (MODULE.parent / "receptive.mjs").read_text() in RFExplorer._esm
 
 
 def test_widget_defaults_and_traits():

@@ -43,7 +43,7 @@ PARTS = ("tests", "bench", "chapters", "experiments")
 # seconds, under 9 minutes in all (chapter 6 shows stored experiments: no GPU training)
 BUDGET_S = {"tests": 90, "bench": 240, "chapters": 120, "experiments": 90}
 GPU_EXPERIMENT = "batch-norm"
-CHAPTERS = ("05_training", "06_after_vgg")
+CHAPTERS = ("05_training", "07_after_vgg")
 
 
 class Log:

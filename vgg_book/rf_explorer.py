@@ -25,6 +25,7 @@ import torch
 import traitlets
 from torch import nn
 
+from vgg_book.esm import bundle
 from vgg_book.models import CONFIGS, make_features
 from vgg_book.receptive import RFRecord, receptive_field
 
@@ -169,7 +170,7 @@ class RFExplorer(anywidget.AnyWidget):
     ``configs`` trait (read-only) carries :data:`vgg_book.models.CONFIGS` to the page.
     """
 
-    _esm = pathlib.Path(__file__).parent / "js" / "rf_explorer.mjs"
+    _esm = bundle("rf_explorer.mjs")  # with receptive.mjs inlined
 
     mode = traitlets.Unicode("build").tag(sync=True)
     stack = traitlets.List().tag(sync=True)
