@@ -73,7 +73,8 @@ test-book: setup
 test-html: setup
 	@grep -q "_static/mathjax/tex-mml-chtml.js" _build/html/intro.html 2>/dev/null || $(PY) tools/book_offline.py --execute off
 	$(PY) tools/browser_test.py --expect-widgets chapters/02_receptive_fields.html \
-	  --expect-widgets chapters/04_accounting.html
+	  --expect-widgets chapters/04_accounting.html \
+	  --expect-widgets chapters/06_what_vgg_sees.html
 
 # Every reader notebook on a Colab stand-in: the wheel in a copy of .venv without the build
 # tools, run from an empty folder; and a student notebook's checks (tools/reader_env.py).

@@ -216,3 +216,119 @@ def test_activation_memory_refuses_what_its_rule_does_not_cover():
         plotting.activation_memory([1], "D", batch_norm=True)
     with pytest.raises(ValueError, match="batch_sizes must be positive integers"):
         plotting.activation_memory([0, 4])
+
+
+# --------------------------------------------------------------------------------------
+# Chapter 6: what a trained VGG sees
+# --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def shipped():
+    from vgg_book import trained
+
+    images, labels = trained.explorer_images()
+    return trained.trained_vgg(), images, labels
+
+
+def drawn(ax):
+    """The array of the first image an Axes shows."""
+    return ax.get_images()[0].get_array().data
+
+
+def test_filter_figure_draws_the_folded_filters_and_their_outputs(shipped):
+    from vgg_book import seeing
+
+    model, images, _ = shipped
+    filters, _ = seeing.first_filters(model)
+    maps = seeing.activations(model, images[0], ["conv1_1"])["conv1_1"][0]
+    fig = plotting.plot_filters(filters, maps, titles=[f"f{k}" for k in range(8)])
+    assert len(fig.axes) == 16 and fig.get_size_inches()[0] == pytest.approx(6.8)
+    for k in range(8):
+        top, bottom = fig.axes[k], fig.axes[8 + k]
+        assert drawn(top) == pytest.approx(filters[k].numpy())
+        assert drawn(bottom) == pytest.approx(maps[k].numpy())
+        assert top.get_title() == f"f{k}" and len(top.texts) == 9  # every weight written
+    # one colour scale for all filters, centred on zero
+    limits = {fig.axes[k].get_images()[0].get_clim() for k in range(8)}
+    assert limits == {(-float(filters.abs().max()), float(filters.abs().max()))}
+    assert len(plotting.plot_filters(filters).axes) == 8
+    with pytest.raises(ValueError, match="expected 8 titles"):
+        plotting.plot_filters(filters, titles=["a"])
+
+
+def test_feature_map_figure_shows_each_layers_most_active_channels(shipped):
+    from vgg_book import seeing
+
+    model, images, _ = shipped
+    acts = seeing.activations(model, images[5])
+    layers = ["conv1_1", "conv3_2", "conv5_2"]
+    fig = plotting.plot_feature_maps(images[5], {n: acts[n][0] for n in layers}, channels=4)
+    axes = fig.axes
+    assert len(axes) == 3 * 5
+    assert drawn(axes[0]) == pytest.approx(images[5].numpy())
+    for r, name in enumerate(layers):
+        a = acts[name][0]
+        best = a.mean((1, 2)).argsort(descending=True, stable=True)[:4].tolist()
+        for k, channel in enumerate(best):
+            ax = axes[5 * r + 1 + k]
+            assert ax.get_title() == f"ch {channel}"
+            assert drawn(ax) == pytest.approx(a[channel].numpy())
+        c, h, w = a.shape
+        assert f"{name}\n{c} maps, {h}×{w}" in [t.get_text() for t in axes[5 * r].texts]
+
+
+def test_separation_figure_draws_the_accuracies():
+    fig = plotting.plot_layer_separation(["a", "b", "c"], [0.7, 0.8, 0.9], pixels=0.6)
+    ax = fig.axes[0]
+    line, baseline = ax.get_lines()
+    assert list(line.get_ydata()) == pytest.approx([70, 80, 90])
+    assert list(baseline.get_ydata()) == pytest.approx([60, 60])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="one accuracy per layer name"):
+        plotting.plot_layer_separation(["a"], [0.5, 0.6])
+
+
+def test_saliency_and_occlusion_figures_draw_the_librarys_maps(shipped):
+    from vgg_book import seeing
+
+    model, images, _ = shipped
+    chosen = images[:3]
+    maps = seeing.saliency(model, chosen)
+    fig = plotting.plot_saliency(chosen, maps, ["a", "b", "c"])
+    assert len(fig.axes) == 6
+    for k in range(3):
+        assert drawn(fig.axes[k]) == pytest.approx(chosen[k].numpy())
+        assert drawn(fig.axes[3 + k]) == pytest.approx(maps[k].abs().numpy())
+        assert fig.axes[k].get_title() == "abc"[k]
+    with pytest.raises(ValueError, match="differ in shape"):
+        plotting.plot_saliency(chosen, maps[:2])
+    occ = seeing.occlusion(model, chosen, patch=6, stride=2)
+    fig = plotting.plot_occlusion(chosen, occ)
+    assert len(fig.axes) == 6
+    for k in range(3):
+        im = fig.axes[3 + k].get_images()[0]
+        assert im.get_array().data == pytest.approx(occ.drop[k].numpy())
+        # cells centred on the squares' centres, one stride wide
+        left, right, bottom, top = im.get_extent()
+        assert left == pytest.approx(occ.centres()[0] - 1) and top == left
+        assert right == pytest.approx(occ.centres()[-1] + 1) and bottom == right
+        assert fig.axes[3 + k].get_xlabel() == f"largest drop {float(occ.drop[k].max()):.2f}"
+        square = fig.axes[k].patches[0]  # where hiding hurts most
+        i, j = divmod(int(occ.drop[k].argmax()), occ.drop.shape[-1])
+        assert square.get_xy() == (occ.offsets[j] - 0.5, occ.offsets[i] - 0.5)
+        assert square.get_width() == square.get_height() == 6
+    with pytest.raises(ValueError, match="occ holds 3 maps for 2 images"):
+        plotting.plot_occlusion(chosen[:2], occ)
+
+
+def test_class_model_figure_titles_each_model_with_its_probability():
+    models = torch.rand(10, 28, 28) * 255
+    probs = torch.linspace(0, 1, 10)
+    names = [f"class {k}" for k in range(10)]
+    fig = plotting.plot_class_models(models, names, probs)
+    assert len(fig.axes) == 10 and fig.get_size_inches()[0] == pytest.approx(6.8)
+    for k, ax in enumerate(fig.axes):
+        assert drawn(ax) == pytest.approx(models[k].numpy())
+        assert ax.get_title() == f"class {k}\np = {float(probs[k]):.2f}"
+    with pytest.raises(ValueError, match="expected 10 class names"):
+        plotting.plot_class_models(models, names[:3])

@@ -19,6 +19,8 @@ not ``file:``/``data:``/``blob:``. Per page it checks:
 - the explorers (``tools/explorer_checks.py``): driven with the keyboard and the pointer,
   their numbers must change and equal ``vgg_book``'s for each new setting (screenshots
   ``explorer_*_before.png`` / ``_after.png``);
+- pages with a size budget (``PAGE_BUDGETS``: the trained network's chapter, whose widget
+  state holds the weights): the HTML file, widget state included, is printed and must fit;
 - chapter pages: the Colab button points at the reader notebook ``notebooks/NN_name.ipynb`` of
   the repository and branch in ``_config.yml``, and the download button's ``.ipynb`` is a copy
   of that notebook.
@@ -45,6 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from explorer_checks import EXPLORERS  # noqa: E402
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
 NETNS_ENV = "VGG_BOOK_BROWSER_NETNS"
+#: Pages whose HTML file (widget state included) must stay within this many bytes.
+PAGE_BUDGETS = {"chapters/06_what_vgg_sees.html": 2_000_000}
 META_REFRESH = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.I)
 
 # Waits for MathJax, widget views and images, then measures the page.
@@ -176,6 +180,18 @@ def page_problems(rel: str, m: dict, book: Path, html: Path, config: dict,
     return problems
 
 
+def size_problems(rel: str, html: Path) -> list[str]:
+    """The page's HTML against its budget (``PAGE_BUDGETS``); prints the size."""
+    if rel not in PAGE_BUDGETS:
+        return []
+    size, budget = (html / rel).stat().st_size, PAGE_BUDGETS[rel]
+    print(f"       {rel}: {size:,} bytes of HTML with its widget state "
+          f"(budget {budget:,})")
+    if size > budget:
+        return [f"page size: {size:,} bytes, over the budget of {budget:,}"]
+    return []
+
+
 def cjk_fonts(page, context) -> list[str]:
     """Font families the browser drew the page's first Chinese text with (DevTools protocol)."""
     cdp = context.new_cdp_session(page)
@@ -239,6 +255,7 @@ def run(html: Path, out: Path, chromium: str, expect_widgets: set[str]) -> int:
                 print(f"{'FAIL' if problems else 'ok  '} {rel}: redirects to {redirect.group(1)}")
                 continue
 
+            errors.extend(size_problems(rel, html))
             page = context.new_page()
             page.route("**/*", blocker(errors))
             page.on("console", lambda msg: msg.type == "error" and errors.append(

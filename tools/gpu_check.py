@@ -8,7 +8,7 @@ line:
 - ``tests``: ``pytest -m cuda`` (tests/test_cuda.py: bf16 and fp16+GradScaler steps,
   channels_last, torch.compile, a real out-of-memory error, one-process NCCL DDP);
 - ``bench``: ``python -m vgg_book.bench --device cuda --compile`` (the full benchmark);
-- ``chapters``: the reader notebooks of chapters 5 and 6 executed on the GPU (their GPU
+- ``chapters``: the reader notebooks of chapters 5 and 7 executed on the GPU (their GPU
   branches: the full recipes), from ``DIR/chapters`` so that their runs land there; their
   run times go to ``DIR/chapter-times-cuda-DATE.json`` (the intro page's GPU column);
 - ``experiments``: ``python -m vgg_book.experiments batch-norm --size gpu`` (the GPU-sized
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from vgg_book.results import notebook_seconds  # noqa: E402
 PARTS = ("tests", "bench", "chapters", "experiments")
-# seconds, under 9 minutes in all (chapter 6 shows stored experiments: no GPU training)
+# seconds, under 9 minutes in all (chapter 7 shows stored experiments: no GPU training)
 BUDGET_S = {"tests": 90, "bench": 240, "chapters": 120, "experiments": 90}
 GPU_EXPERIMENT = "batch-norm"
 CHAPTERS = ("05_training", "07_after_vgg")

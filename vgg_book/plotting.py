@@ -520,3 +520,243 @@ from vgg_book.diagrams import *  # noqa: E402,F401,F403
 from vgg_book import diagrams as _diagrams  # noqa: E402
 
 __all__ += ["draw_stack", "plot_settings_grid", *_diagrams.__all__]
+
+
+# --------------------------------------------------------------------------------------
+# Chapter 6: what a trained VGG sees (filters, feature maps, saliency, occlusion, class
+# models). Images are drawn as the book draws Fashion-MNIST (``gray_r``: ink dark on white);
+# signed maps on a diverging scale centred on zero, so that white means zero.
+# --------------------------------------------------------------------------------------
+#: The width of the book's text column, inches at dpi 100 (about 690 px, shown 1:1).
+COLUMN_WIDTH = 6.8
+
+
+def _array(x, dims: int, name: str) -> np.ndarray:
+    a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=float)
+    if a.ndim != dims:
+        raise ValueError(f"{name} must have {dims} dimensions, got shape {list(a.shape)}")
+    return a
+
+
+def _bare(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_color("0.75")
+
+
+def _outline(ax, image: np.ndarray, colour: str = "0.25") -> None:
+    """The garment's outline (where its pixels rise above 0), as a thin contour."""
+    if (image > 0).any() and (image == 0).any():
+        ax.contour((image > 0).astype(float), levels=[0.5], colors=colour, linewidths=0.7)
+
+
+def plot_filters(filters, maps=None, titles: Optional[Sequence[str]] = None):
+    """The first layer's 3x3 filters ``[C, 3, 3]``, one panel each on one diverging scale
+    (red positive, blue negative), with each weight written in its cell; with ``maps``
+    (``[C, H, W]``, e.g. conv1_1's output for one image) a second row shows what each filter
+    makes of that image. ``titles``: one per filter (default: its number)."""
+    plt = _plt()
+    w = _array(filters, 3, "filters")
+    c = len(w)
+    titles = [f"filter {k}" for k in range(c)] if titles is None else list(titles)
+    if len(titles) != c:
+        raise ValueError(f"expected {c} titles (one per filter), got {len(titles)}")
+    rows = 1 if maps is None else 2
+    if maps is not None:
+        maps = _array(maps, 3, "maps")
+        if len(maps) != c:
+            raise ValueError(f"expected {c} maps (one per filter), got {len(maps)}")
+    side = COLUMN_WIDTH / c
+    fig, axes = plt.subplots(rows, c, figsize=(COLUMN_WIDTH, side * rows + 0.55 * rows),
+                             dpi=100, squeeze=False)
+    limit = float(np.abs(w).max()) or 1.0
+    for k in range(c):
+        ax = axes[0, k]
+        ax.imshow(w[k], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        for (i, j), v in np.ndenumerate(w[k]):
+            ax.text(j, i, f"{v:.2f}".replace("0.", ".", 1), ha="center", va="center",
+                    fontsize=7, color="white" if abs(v) > 0.6 * limit else "black")
+        ax.set_title(titles[k], fontsize=8.5)
+        _bare(ax)
+        if maps is not None:
+            axes[1, k].imshow(maps[k], cmap="magma", vmin=0, vmax=max(float(maps.max()), 1e-9))
+            _bare(axes[1, k])
+    if maps is not None:
+        axes[1, 0].set_ylabel("its output", fontsize=8.5)
+    axes[0, 0].set_ylabel("weights", fontsize=8.5)
+    fig.tight_layout(h_pad=0.4, w_pad=0.3)
+    return fig
+
+
+def plot_feature_maps(image, maps: dict, channels: int = 8):
+    """One image's feature maps, block by block: one row per entry of ``maps`` (layer name ->
+    ``[C, H, W]`` output for this image, in running order), the image first, then that
+    layer's ``channels`` most active channels (largest mean), each on its own colour scale
+    (black: zero). The row label gives the layer's channels and side."""
+    plt = _plt()
+    image = _array(image, 2, "image")
+    names = list(maps)
+    if not names:
+        raise ValueError("maps is empty: pass {layer name: [C, H, W] output}")
+    arrays = {n: _array(maps[n], 3, f"maps[{n!r}]") for n in names}
+    fig, axes = plt.subplots(len(names), channels + 1, dpi=100, squeeze=False,
+                             figsize=(COLUMN_WIDTH, 0.78 * len(names) * COLUMN_WIDTH
+                                      / (channels + 1) + 0.3))
+    for r, name in enumerate(names):
+        a = arrays[name]
+        order = np.argsort(-a.mean(axis=(1, 2)), kind="stable")[:channels]
+        ax = axes[r, 0]
+        if r == 0:
+            ax.imshow(image, cmap="gray_r")
+            ax.set_title("input", fontsize=8.5)
+            _bare(ax)
+        else:
+            ax.axis("off")
+        ax.text(-0.08, 0.5, f"{name}\n{a.shape[0]} maps, {a.shape[1]}×{a.shape[2]}",
+                transform=ax.transAxes, ha="right", va="center", fontsize=8.5)
+        for k in range(channels):
+            ax = axes[r, k + 1]
+            if k < len(order):
+                m = a[order[k]]
+                ax.imshow(m, cmap="magma", vmin=0, vmax=max(float(m.max()), 1e-9))
+                ax.set_title(f"ch {order[k]}", fontsize=7, pad=2)
+                _bare(ax)
+            else:
+                ax.axis("off")
+    fig.subplots_adjust(left=0.13, right=0.99, top=0.95, bottom=0.01, wspace=0.12,
+                        hspace=0.35)
+    return fig
+
+
+def plot_layer_separation(names: Sequence[str], accuracies: Sequence[float],
+                          pixels: Optional[float] = None, ax=None,
+                          ylabel: str = "nearest class mean accuracy"):
+    """How well each layer's outputs separate the classes (one dot per layer, in running
+    order), with the same measure on the raw pixels as a dashed line."""
+    plt = _plt()
+    names, acc = list(names), np.asarray(accuracies, dtype=float) * 100
+    if len(names) != len(acc) or not names:
+        raise ValueError(f"expected one accuracy per layer name, got {len(names)} names and "
+                         f"{len(acc)} accuracies")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.0), dpi=100)
+    x = np.arange(len(names))
+    ax.plot(x, acc, "o-", color="#4c72b0", lw=1.5, ms=5, label="the layer's outputs")
+    if pixels is not None:
+        ax.axhline(100 * pixels, color="0.4", ls="--", lw=1, label="the raw pixels")
+    ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8.5)
+    ax.set_ylabel(f"{ylabel} (%)", fontsize=9)
+    ax.tick_params(axis="y", labelsize=8.5)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8.5, frameon=False, loc="lower right")
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_saliency(images, maps, titles: Optional[Sequence[str]] = None):
+    """Images (top row) over their saliency maps (bottom row, the absolute gradient, each on
+    its own scale, dark where the score is most sensitive), the garment's outline drawn on
+    both so that one sees where the map lies against the garment."""
+    plt = _plt()
+    images = _array(images, 3, "images")
+    maps = np.abs(_array(maps, 3, "maps"))
+    if maps.shape != images.shape:
+        raise ValueError(f"maps {list(maps.shape)} and images {list(images.shape)} differ "
+                         "in shape")
+    n = len(images)
+    titles = [""] * n if titles is None else list(titles)
+    side = COLUMN_WIDTH / n
+    fig, axes = plt.subplots(2, n, figsize=(COLUMN_WIDTH, 2 * side + 0.5), dpi=100,
+                             squeeze=False)
+    for k in range(n):
+        axes[0, k].imshow(images[k], cmap="gray_r")
+        axes[0, k].set_title(titles[k], fontsize=8)
+        axes[1, k].imshow(maps[k], cmap="Reds", vmin=0, vmax=max(float(maps[k].max()), 1e-12))
+        _outline(axes[1, k], images[k], colour="#2166ac")
+        for ax in axes[:, k]:
+            _bare(ax)
+    axes[0, 0].set_ylabel("image", fontsize=8.5)
+    axes[1, 0].set_ylabel("|saliency|", fontsize=8.5)
+    fig.tight_layout(h_pad=0.3, w_pad=0.3)
+    return fig
+
+
+def _occlusion_extent(occ) -> tuple[float, float, float, float]:
+    """imshow extent that puts each map cell at its square's centre, cells ``stride`` wide."""
+    centres = occ.centres()
+    half = occ.stride / 2
+    low, high = centres[0] - half, centres[-1] + half
+    return (low, high, high, low)
+
+
+def plot_occlusion(images, occ, titles: Optional[Sequence[str]] = None):
+    """Images (top row) over their occlusion maps (bottom row): the drop of the class's
+    probability when the square is centred there (red: hiding it hurts; blue: it helps),
+    drawn in image coordinates over the garment's outline. On each image an orange frame
+    marks the square whose hiding hurts most, and under each map that largest drop is
+    written. ``occ``: :class:`vgg_book.seeing.Occlusion` of these images."""
+    from matplotlib.patches import Rectangle
+
+    plt = _plt()
+    images = _array(images, 3, "images")
+    drop = _array(occ.drop, 3, "occ.drop")
+    if len(drop) != len(images):
+        raise ValueError(f"occ holds {len(drop)} maps for {len(images)} images")
+    n = len(images)
+    titles = [""] * n if titles is None else list(titles)
+    side = COLUMN_WIDTH / n
+    fig, axes = plt.subplots(2, n, figsize=(COLUMN_WIDTH, 2 * side + 0.5), dpi=100,
+                             squeeze=False)
+    extent = _occlusion_extent(occ)
+    for k in range(n):
+        axes[0, k].imshow(images[k], cmap="gray_r")
+        i, j = np.unravel_index(int(np.argmax(drop[k])), drop[k].shape)
+        axes[0, k].add_patch(Rectangle((occ.offsets[j] - 0.5, occ.offsets[i] - 0.5),
+                                       occ.patch, occ.patch, fill=False, color="tab:orange",
+                                       lw=1.5))
+        axes[0, k].set_title(titles[k], fontsize=8)
+        axes[1, k].imshow(drop[k], cmap="RdBu_r", vmin=-1, vmax=1, extent=extent,
+                          interpolation="nearest")
+        _outline(axes[1, k], images[k])
+        axes[1, k].set_xlabel(f"largest drop {float(drop[k].max()):.2f}", fontsize=8)
+        for ax in axes[:, k]:
+            ax.set_xlim(-0.5, images.shape[2] - 0.5)
+            ax.set_ylim(images.shape[1] - 0.5, -0.5)
+            _bare(ax)
+    axes[0, 0].set_ylabel("image", fontsize=8.5)
+    axes[1, 0].set_ylabel("probability\ndrop", fontsize=8.5)
+    fig.tight_layout(h_pad=0.3, w_pad=0.3)
+    return fig
+
+
+def plot_class_models(models, class_names: Sequence[str], probs=None, cols: int = 5):
+    """Class models (``[K, 28, 28]``, pixels 0..255, one per class) drawn as the images are,
+    each titled with its class and, given ``probs`` (``[K]``), the probability the network
+    gives that class for it."""
+    plt = _plt()
+    models = _array(models, 3, "models")
+    if len(class_names) != len(models):
+        raise ValueError(f"expected {len(models)} class names, got {len(class_names)}")
+    rows = -(-len(models) // cols)
+    side = COLUMN_WIDTH / cols
+    titles = [class_names[k] if probs is None else
+              f"{class_names[k]}\np = {float(probs[k]):.2f}" for k in range(len(models))]
+    lines = max(t.count("\n") + 1 for t in titles)
+    fig, axes = plt.subplots(rows, cols, dpi=100, squeeze=False,
+                             figsize=(COLUMN_WIDTH, rows * (side + 0.2 * lines + 0.15)))
+    for ax in axes.flat:
+        ax.axis("off")
+    for k, ax in enumerate(axes.flat[:len(models)]):
+        ax.axis("on")
+        ax.imshow(models[k], cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(titles[k], fontsize=8.5)
+        _bare(ax)
+    fig.tight_layout(h_pad=1.0, w_pad=0.4)
+    return fig
+
+
+__all__ += ["COLUMN_WIDTH", "plot_filters", "plot_feature_maps", "plot_layer_separation",
+            "plot_saliency", "plot_occlusion", "plot_class_models"]

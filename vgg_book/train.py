@@ -263,7 +263,7 @@ def grad_scaler_for(device: torch.device, amp_dtype: Optional[torch.dtype]):
 # ----------------------------------------------------------------------------- data on device
 def normalisation_stats(images: torch.Tensor) -> tuple[float, float]:
     """Mean and standard deviation of uint8 images scaled to [0, 1] (one channel)."""
-    x = images.float().div_(255)
+    x = images.to(torch.float32, copy=True).div_(255)
     return float(x.mean()), float(x.std())
 
 
@@ -271,7 +271,7 @@ def prepare_batch(images: torch.Tensor, side: int, mean: float, std: float,
                   offsets: Optional[torch.Tensor] = None,
                   flips: Optional[torch.Tensor] = None) -> torch.Tensor:
     """uint8 ``[B, 28, 28]`` -> normalised float ``[B, 1, side, side]``, on the same device."""
-    x = images.unsqueeze(1).float().div_(255)  # bytes to [0, 1]
+    x = images.unsqueeze(1).to(torch.float32, copy=True).div_(255)  # bytes to [0, 1], a copy
     if offsets is not None:  # a random 28x28 window of the image padded with black
         x = _shift(x, offsets)
     if flips is not None:  # mirror the chosen images left-right
