@@ -19,9 +19,10 @@ export PYTHONHASHSEED := 0
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
+	# --no-compile: Python compiles what it imports on first use, not all of torch up front.
+	$(PY) -m pip install -q --no-compile -r requirements.txt
 	# d2l pins numpy 1.23 and friends that break current Python: install it alone.
-	$(PY) -m pip install -q --no-deps d2l==1.0.3
+	$(PY) -m pip install -q --no-compile --no-deps d2l==1.0.3
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
@@ -58,8 +59,11 @@ vendor: setup
 notebooks: setup
 	$(PY) tools/reader_notebooks.py
 
+# Two workers, each test file on one (module fixtures stay in one process); the notebooks
+# below run one at a time: each chapter uses both cores itself.
+TEST_WORKERS ?= 2
 test-unit: setup
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 test-notebooks: setup
 	$(BIN)/pytest -q --nbval-lax --nbval-current-env intro.ipynb chapters
