@@ -19,10 +19,9 @@ export PYTHONHASHSEED := 0
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# --no-compile: Python compiles what it imports on first use, not all of torch up front.
-	$(PY) -m pip install -q --no-compile -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt
 	# d2l pins numpy 1.23 and friends that break current Python: install it alone.
-	$(PY) -m pip install -q --no-compile --no-deps d2l==1.0.3
+	$(PY) -m pip install -q --no-deps d2l==1.0.3
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
