@@ -10,8 +10,9 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 FMNIST_SYSTEM := /usr/share/datasets/fashion-mnist
 # Debian packages the book needs: offline data, a browser for the page test, npm for vendoring,
-# a CJK font so that the Sources page's Chinese titles render in the browser test.
-APT_PACKAGES := dataset-fashion-mnist chromium npm fonts-noto-cjk
+# a CJK font so that the Sources page's Chinese titles render in the browser test, and
+# bubblewrap, the sandbox that grades students' notebooks (make grade).
+APT_PACKAGES := dataset-fashion-mnist chromium npm fonts-noto-cjk bubblewrap
 export PYTHONHASHSEED := 0
 
 .PHONY: setup system book book-offline vendor notebooks test test-unit test-notebooks \
@@ -35,6 +36,7 @@ system:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
 	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-noto-cjk"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; \
@@ -86,12 +88,22 @@ test-reader: setup
 
 test: test-unit test-notebooks test-book test-html test-reader
 
+# CHECK=1 also grades every teacher version with otter (executes each chapter again).
 assignments: setup
-	$(PY) tools/assignments.py
+	$(PY) tools/assignments.py $(if $(CHECK),--check)
 
+# One notebook (SUBMISSION=) or every file under a folder (SUBMISSIONS=), each in a sandbox
+# (tools/grade.py): otter's Docker containers when a daemon answers, else bubblewrap.
+# GRADE_ARGS passes more: --jobs 2, --seconds 900, --memory 6, --out DIR, --no-sandbox.
 grade: setup
-	@test -n "$(SUBMISSION)" || { echo "usage: make grade SUBMISSION=path/to/NN_name.ipynb" >&2; exit 2; }
-	$(PY) tools/grade.py "$(SUBMISSION)"
+	@if [ -n "$(SUBMISSIONS)" ]; then \
+	  $(PY) tools/grade.py --class "$(SUBMISSIONS)" $(GRADE_ARGS); \
+	elif [ -n "$(SUBMISSION)" ]; then \
+	  $(PY) tools/grade.py "$(SUBMISSION)" $(GRADE_ARGS); \
+	else \
+	  echo "usage: make grade SUBMISSIONS=path/to/folder  (or SUBMISSION=path/to/NN_name.ipynb)" >&2; \
+	  exit 2; \
+	fi
 
 # On a GPU machine (no network, no .venv: its own python3), as docs/GPU.md says:
 #   make gpu-check GPU_ARGS="--wheels .whl --data-root data/fashion-mnist --out $OUT"

@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +27,7 @@ import assignments  # noqa: E402
 import chapter_cells  # noqa: E402
 import grade  # noqa: E402
 import reader_notebooks  # noqa: E402
+import sandbox  # noqa: E402
 from fixture_chapter import (HIDDEN_MESSAGE, PUBLIC_MESSAGE, SOLUTION_LINES,  # noqa: E402
                              write_fixture_chapter)
 
@@ -124,15 +127,53 @@ def test_grading_teacher_full_marks_student_zero(fixture_assignment, tmp_path):
     _, student, autograder = fixture_assignment
     zip_path = grade.find_autograder(student / "99_fixture.ipynb", autograder.parent.parent)
     out = tmp_path / "student.json"
+    # In the sandbox where bubblewrap runs (CI), else unisolated: the same scores.
+    isolation = ["--no-sandbox"] if sandbox.bwrap_problem() else ["--isolation", "bubblewrap"]
     assert grade.main([str(student / "99_fixture.ipynb"), "--autograder", str(zip_path),
-                       "--out", str(out)]) == 0
+                       "--out", str(out), *isolation]) == 0
     result = json.loads(out.read_text())
+    assert result["status"] == "graded", result["status"]
     assert result["possible"] == 2 and result["score"] == 0
     assert PUBLIC_MESSAGE in result["questions"]["q1"]["reason"]
     assert HIDDEN_MESSAGE in result["questions"]["q1"]["reason"]  # grading runs hidden tests
-    teacher = grade.grade(autograder / "99_fixture.ipynb", zip_path)
-    assert teacher["score"] == teacher["possible"] == 2
-    assert all(q["passed"] and q["reason"] is None for q in teacher["questions"].values())
+    grader = grade.Grader(isolation="none", limits=sandbox.Limits(seconds=120))
+    teacher = grader.grade("teacher", autograder / "99_fixture.ipynb", zip_path)
+    assert teacher.status == "graded", teacher.status
+    assert teacher.score == teacher.possible == 2
+    assert all(q["passed"] and q["reason"] is None for q in teacher.questions.values())
+
+
+def test_autograder_zip_has_what_gradescope_needs(fixture_assignment, tmp_path):
+    # Gradescope's otter image (and otter grade's containers) build the environment from
+    # the zip: otter_config.json names the assignment, tests/ holds every question, and
+    # environment.yml installs vgg-book, torch and torchvision beside otter.
+    source = tmp_path / "99_fixture.ipynb"
+    source.write_bytes(fixture_assignment[0].read_bytes())
+    nb = assignments.with_requirements(nbformat.read(source, as_version=4),
+                                       assignments.gradescope_requirements())
+    nbformat.write(nb, source)
+    _, autograder = assignments.assign(source, tmp_path / "out", run_tests=False)
+    zip_path = grade.autograder_for("99_fixture", tmp_path / "out")
+    with zipfile.ZipFile(zip_path) as z:
+        names = set(z.namelist())
+        config = json.loads(z.read("otter_config.json"))
+        env = yaml.safe_load(z.read("environment.yml"))
+    assert config["assignment_name"] == "99_fixture"
+    assert {"tests/q1.py", "tests/q2.py", "run_autograder", "setup.sh"} <= names
+    assert grade.question_points(zip_path) == {"q1": 1, "q2": 1}
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    wanted = assignments.gradescope_requirements()
+    assert [p for p in pip if p in wanted] == wanted, pip
+    assert any(p.startswith("otter-grader") for p in pip)
+    assert any(p.startswith("vgg-book @ https://") and p.endswith(".tar.gz") for p in pip)
+    assert "torch==" in " ".join(pip) and "download.pytorch.org/whl/cpu" in " ".join(pip)
+
+
+def test_requirements_follow_the_pins():
+    reqs = assignments.gradescope_requirements()
+    pins = (ROOT / "requirements.txt").read_text()
+    for line in reqs[1:3]:
+        assert line in pins.splitlines(), line
 
 
 def test_grade_rejects_a_notebook_without_assignment(tmp_path):

@@ -1,6 +1,6 @@
 """Make the student and autograder versions of every chapter with ``otter assign``.
 
-Usage:  .venv/bin/python tools/assignments.py [--out DIR] [--no-run-tests] [NOTEBOOK ...]
+Usage:  .venv/bin/python tools/assignments.py [--out DIR] [--check] [NOTEBOOK ...]
         (no NOTEBOOK: every ``chapters/*.ipynb`` with an ``# ASSIGNMENT CONFIG`` cell)
 
 A chapter is first turned into its reader version (``tools/reader_notebooks.py``, otter's
@@ -10,15 +10,25 @@ chapter ``NN_name`` it writes
   public tests kept in the notebook (students run ``grader.check("q1")``);
 - ``DIR/autograder/NN_name/``: the teacher notebook and ``NN_name-autograder_*.zip``, which
   ``tools/grade.py`` uses.
-``otter assign`` grades the teacher version and fails unless it scores full marks (skip with
-``--no-run-tests``). Then every solution line of the source is searched for in the student
-folder: one found is an error, and the student folder is deleted.
+Every solution line of the source is then searched for in the student folder: one found is
+an error, and the student folder is deleted. The autograder installs vgg-book, torch and
+torchvision (``gradescope_requirements``), so its zip can be uploaded to Gradescope.
+
+Where the time goes: writing all seven chapters' versions takes about 15 s here. ``otter
+assign`` would also grade each teacher version, which executes the whole chapter again
+(chapter 5 trains its CPU recipe): over 10 minutes on this 2-core machine, repeating what
+``make test`` already does (nbval executes every chapter with its solutions and their
+checks, and ``tests/test_assignments.py`` grades the fixture's teacher version through
+otter). So that grading runs only with ``--check`` (``make assignments CHECK=1``), for a
+teacher who changed a solution and has not run ``make test`` since.
 DIR defaults to ``_build/assignments``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -28,6 +38,8 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
+#: CPU builds of torch: the autograder needs no GPU, and they are a tenth of the download.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reader_notebooks  # noqa: E402
 from chapter_cells import otter_marker, write_atomic  # noqa: E402
@@ -110,11 +122,49 @@ def assign(path: Path, out: Path, run_tests: bool = True) -> tuple[Path, Path]:
     return student, autograder
 
 
+def gradescope_requirements() -> list[str]:
+    """What the autograder's environment installs besides otter (Gradescope's otter image
+    and ``otter grade``'s containers build it): CPU builds of torch and torchvision at this
+    book's pins, pandas, and ``vgg-book`` at this version's release tag, as a source archive
+    over https (those images have no git). ``$VGG_BOOK_PIP_SPEC`` names another source, as
+    it does for the Colab set-up cell."""
+    sys.path.insert(0, str(ROOT))
+    from vgg_book import __version__
+    from vgg_book.colab import DIST_NAME, REPOSITORY, SPEC_VARIABLE
+
+    book = os.environ.get(SPEC_VARIABLE) or (
+        f"{DIST_NAME} @ {REPOSITORY}/archive/refs/tags/v{__version__}.tar.gz")
+
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        m = re.match(r"(torch|torchvision)==([\w.]+)\s*$", line.strip())
+        if m:
+            pins[m.group(1)] = line.strip()
+    if set(pins) != {"torch", "torchvision"}:
+        raise RuntimeError("requirements.txt must pin torch==X and torchvision==Y")
+    return [f"--extra-index-url {TORCH_CPU_INDEX}", pins["torch"], pins["torchvision"],
+            "pandas", book]
+
+
+def with_requirements(nb, requirements: list[str]):
+    """``nb`` with ``requirements`` added to its ``# ASSIGNMENT CONFIG`` cell (in place)."""
+    config = [c for c in nb.cells if otter_marker(c) == ("CONFIG", "")]
+    if len(config) != 1:
+        raise RuntimeError(f"expected one ASSIGNMENT CONFIG cell, found {len(config)}")
+    if re.search(r"^requirements:", config[0].source, re.M):
+        return nb
+    config[0].source = (config[0].source.rstrip() + "\nrequirements:\n"
+                        + "".join(f"  - {json.dumps(r)}\n" for r in requirements))
+    return nb
+
+
 def assign_chapter(chapter: Path, out: Path, run_tests: bool = True) -> tuple[Path, Path]:
-    """``assign`` the reader version of ``chapter`` (glue roles replaced by their values)."""
+    """``assign`` the reader version of ``chapter`` (glue roles replaced by their values),
+    its autograder installing ``gradescope_requirements()``."""
     source = out / "_source" / chapter.name
     source.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(reader_notebooks.reader_notebook(chapter, keep_otter=True), source)
+    nb = reader_notebooks.reader_notebook(chapter, keep_otter=True)
+    write_atomic(with_requirements(nb, gradescope_requirements()), source)
     return assign(source, out, run_tests=run_tests)
 
 
@@ -122,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "_build" / "assignments")
-    parser.add_argument("--no-run-tests", action="store_true",
-                        help="do not grade the teacher version while assigning")
+    parser.add_argument("--check", action="store_true",
+                        help="also grade each teacher version with otter (executes every "
+                        "chapter again; make test does this through nbval)")
     args = parser.parse_args(argv)
     paths = args.notebooks or [p for p in sorted((ROOT / "chapters").glob("*.ipynb"))
                                if has_assignment(p)]
@@ -134,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in paths:
         try:
-            student, autograder = assign_chapter(path, out, run_tests=not args.no_run_tests)
+            student, autograder = assign_chapter(path, out, run_tests=args.check)
         except (RuntimeError, reader_notebooks.ReaderError) as err:
             print(f"FAILED {path}: {err}", file=sys.stderr)
             failed += 1
