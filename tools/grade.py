@@ -352,22 +352,35 @@ class Grader:
             with tempfile.TemporaryDirectory() as tmp:
                 for i, row in enumerate(group):
                     shutil.copy(row.file, Path(tmp) / f"s{i:04d}.ipynb")
-                otter_grade(name=name, paths=[tmp], output_dir=tmp,
-                            autograder=str(zip_path), containers=jobs,
-                            timeout=int(self.limits.seconds), no_network=True)
-                table = {r["file"]: r for r in csv.DictReader(
-                    open(Path(tmp) / "final_grades.csv", encoding="utf-8"))}
-            for i, row in enumerate(group):
-                found = next((r for f, r in table.items() if f"s{i:04d}" in f), None)
-                status = (found or {}).get("grading_status", "")
-                if found is None or "timed out" in status.lower():
-                    row.status = "timed out" if found else "crashed: otter gave no row"
+                try:
+                    otter_grade(name=name, paths=[tmp], output_dir=tmp,
+                                autograder=str(zip_path), containers=jobs,
+                                timeout=int(self.limits.seconds), no_network=True)
+                    with open(Path(tmp) / "final_grades.csv", encoding="utf-8") as f:
+                        table = {r["file"]: r for r in csv.DictReader(f)}
+                except Exception as err:  # the image or otter failed: no row can be graded
+                    for row in group:
+                        row.status = f"crashed: otter grade failed: {err!r}"[:400]
                     continue
-                fake = {"questions": {q: {"score": float(found.get(q) or 0)}
-                                      for q in points}}
-                row.questions = check_scores(fake, points)
-                row.score = sum(q["score"] for q in row.questions.values())
-                row.possible = sum(points.values())
+            for i, row in enumerate(group):
+                found = next((r for f, r in table.items()
+                              if Path(f).name == f"s{i:04d}.ipynb"), None)
+                status = (found or {}).get("grading_status", "")
+                if found is None:
+                    row.status = "crashed: otter grade gave no result"
+                elif "timed out" in status.lower():
+                    row.status = f"timed out (limit {self.limits.seconds:g} s)"
+                elif status != "Completed":
+                    row.status = f"crashed: {status[:300]}"
+                else:
+                    try:
+                        row.questions = check_scores({"questions": {
+                            q: {"score": float(found.get(q) or 0)} for q in points}}, points)
+                    except (NotGradable, ValueError) as err:
+                        row.status = str(err)
+                        continue
+                    row.score = sum(q["score"] for q in row.questions.values())
+                    row.possible = sum(points.values())
         return rows
 
 
