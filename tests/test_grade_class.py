@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -348,3 +349,31 @@ def test_docker_path_reads_otters_grades(fixture_assignment, tmp_path, monkeypat
     assert rows["ann"].graded and rows["ann"].score == rows["ann"].possible == 2
     assert rows["ben"].status == "timed out (limit 60 s)"
     assert rows["cy"].status.startswith("not a notebook")
+
+
+@needs_bwrap
+def test_sandbox_sees_binds_below_tmp_and_writes_nothing_outside(tmp_path):
+    # A checkout under /tmp (as CI's clean clone) must still be visible inside, read-only,
+    # above the sandbox's own empty /tmp; its result comes back through the pipe.
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import os, json\n"
+        "fd = int(os.environ['RESULT_FD'])\n"
+        "try:\n    open(__file__, 'a').write('#')\n    wrote = True\n"
+        "except OSError:\n    wrote = False\n"
+        "os.write(fd, json.dumps({'wrote': wrote, 'tmp': sorted(os.listdir('/tmp')),\n"
+        "                         'home': sorted(os.listdir(os.path.expanduser('~root')))\n"
+        "                         if os.path.isdir(os.path.expanduser('~root')) else []}\n"
+        "                        ).encode())\n")
+    ro = {p: p for p in grade.sandbox_paths() if not p.endswith("grade_runner.py")}
+    ro[str(script)] = str(script)
+    out = sandbox.run_sandboxed([sys.executable, str(script)], ro_paths=ro,
+                                env={"PATH": "/usr/bin:/bin"}, limits=sandbox.Limits(60))
+    assert out.returncode == 0, out.log
+    seen = json.loads(out.result)
+    assert seen["wrote"] is False
+    # Of root's home, only the folders on the way to a bound path (pyenv's Python) show.
+    home = Path(os.path.expanduser("~root"))
+    on_the_way = {Path(p).relative_to(home).parts[0] for p in ro if Path(p).is_relative_to(home)}
+    assert set(seen["home"]) <= on_the_way, seen["home"]
+    assert script.read_text().endswith("encode())\n")  # unchanged

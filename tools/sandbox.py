@@ -240,9 +240,12 @@ def bwrap_command(argv: list[str], ro_paths: dict[str, str], env: dict[str, str]
     environment inside. ``/tmp`` (and ``/dev/shm``) are the only writable places, each a
     tmpfs of at most the memory limit.
     """
+    size = str(limits.memory)
+    # The tmpfs folders first: a bind below /tmp (a checkout in /tmp) must land on top.
     cmd = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv",
-           "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev"]
+           "--hostname", "sandbox", "--proc", "/proc", "--dev", "/dev",
+           "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm"]
     for d in SYSTEM_DIRS:
         if os.path.isdir(d):
             cmd += ["--ro-bind", os.path.realpath(d), d] if os.path.islink(d) else \
@@ -252,9 +255,7 @@ def bwrap_command(argv: list[str], ro_paths: dict[str, str], env: dict[str, str]
             cmd += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     for host, inside in ro_paths.items():
         cmd += ["--ro-bind", host, inside]
-    size = str(limits.memory)
-    cmd += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm",
-            "--chdir", "/tmp"]
+    cmd += ["--chdir", "/tmp"]
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     return cmd + ["--"] + argv
