@@ -29,7 +29,7 @@ import grade  # noqa: E402
 import reader_notebooks  # noqa: E402
 import sandbox  # noqa: E402
 from fixture_chapter import (HIDDEN_MESSAGE, PUBLIC_MESSAGE, SOLUTION_LINES,  # noqa: E402
-                             write_fixture_chapter)
+                             assign_fixture, write_fixture_chapter)
 
 CHAPTER1 = ROOT / "chapters" / "01_vgg_blocks.ipynb"
 
@@ -59,11 +59,7 @@ def check_outputs(nb) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def fixture_assignment(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("assign")
-    source = write_fixture_chapter(tmp / "99_fixture.ipynb")
-    assert chapter_cells.main([str(source)]) == 0
-    student, autograder = assignments.assign(source, tmp / "out", run_tests=True)
-    return source, student, autograder
+    return assign_fixture(tmp_path_factory.mktemp("assign"), run_tests=True)
 
 
 def test_chapter_cells_fixes_format_and_is_idempotent(tmp_path):

@@ -29,11 +29,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-import assignments  # noqa: E402
-import chapter_cells  # noqa: E402
 import grade  # noqa: E402
 import sandbox  # noqa: E402
-from fixture_chapter import HIDDEN_MESSAGE, PUBLIC_MESSAGE, write_fixture_chapter  # noqa: E402
+from fixture_chapter import HIDDEN_MESSAGE, PUBLIC_MESSAGE, assign_fixture  # noqa: E402
 
 BWRAP = sandbox.bwrap_problem()
 needs_bwrap = pytest.mark.skipif(BWRAP is not None, reason=f"no sandbox here: {BWRAP}")
@@ -136,9 +134,7 @@ def fill(student_nb: Path, answers: dict[str, str], dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def fixture_assignment(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("assign")
-    source = write_fixture_chapter(tmp / "99_fixture.ipynb")
-    assert chapter_cells.main([str(source)]) == 0
-    student, autograder = assignments.assign(source, tmp / "out", run_tests=False)
+    _, student, _ = assign_fixture(tmp, run_tests=False)
     return student / "99_fixture.ipynb", tmp / "out"
 
 

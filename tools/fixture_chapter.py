@@ -72,3 +72,17 @@ def write_fixture_chapter(path: Path) -> Path:
     path = Path(path)
     nbformat.write(fixture_notebook(path.stem), path)
     return path
+
+
+def assign_fixture(folder: Path, run_tests: bool = False) -> tuple[Path, Path, Path]:
+    """The fixture chapter written to ``folder``, brought to the book's format and assigned
+    into ``folder/out``: (source notebook, student folder, autograder folder)."""
+    import assignments
+    import chapter_cells
+
+    source = write_fixture_chapter(Path(folder) / "99_fixture.ipynb")
+    if chapter_cells.main([str(source)]) != 0:
+        raise RuntimeError(f"chapter_cells could not bring {source} to the book's format")
+    student, autograder = assignments.assign(source, Path(folder) / "out",
+                                             run_tests=run_tests)
+    return source, student, autograder
