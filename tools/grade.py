@@ -294,6 +294,9 @@ class Grader:
         except NotGradable as err:
             row.status = str(err)
             return row
+        except Exception as err:  # the grader's own failure must not stop the class
+            row.status = f"crashed: the grader failed: {err!r}"[:400]
+            return row
         finally:
             row.seconds = time.monotonic() - start
         row.questions = questions
@@ -330,8 +333,6 @@ class Grader:
 
     def grade_docker(self, items: list[tuple[str, Path]], jobs: int) -> list[Graded]:
         """otter's own container grading, one ``otter grade`` run per assignment."""
-        from otter.grade import main as otter_grade
-
         rows, groups = [], {}
         for student, path in items:
             row = Graded(student=student, file=str(path))
@@ -344,44 +345,48 @@ class Grader:
         for name, group in groups.items():
             try:
                 zip_path = autograder_for(name, self.assignments)
-            except ValueError as err:
+                table = self._otter_grade(name, group, zip_path, jobs)
+            except Exception as err:  # no zip, or the image or otter failed: the whole group
                 for row in group:
-                    row.status = str(err)
+                    row.status = (str(err) if isinstance(err, ValueError)
+                                  else f"crashed: otter grade failed: {err!r}"[:400])
                 continue
-            points = self.points(zip_path)
-            with tempfile.TemporaryDirectory() as tmp:
-                for i, row in enumerate(group):
-                    shutil.copy(row.file, Path(tmp) / f"s{i:04d}.ipynb")
-                try:
-                    otter_grade(name=name, paths=[tmp], output_dir=tmp,
-                                autograder=str(zip_path), containers=jobs,
-                                timeout=int(self.limits.seconds), no_network=True)
-                    with open(Path(tmp) / "final_grades.csv", encoding="utf-8") as f:
-                        table = {r["file"]: r for r in csv.DictReader(f)}
-                except Exception as err:  # the image or otter failed: no row can be graded
-                    for row in group:
-                        row.status = f"crashed: otter grade failed: {err!r}"[:400]
-                    continue
             for i, row in enumerate(group):
-                found = next((r for f, r in table.items()
-                              if Path(f).name == f"s{i:04d}.ipynb"), None)
-                status = (found or {}).get("grading_status", "")
-                if found is None:
-                    row.status = "crashed: otter grade gave no result"
-                elif "timed out" in status.lower():
-                    row.status = f"timed out (limit {self.limits.seconds:g} s)"
-                elif status != "Completed":
-                    row.status = f"crashed: {status[:300]}"
-                else:
-                    try:
-                        row.questions = check_scores({"questions": {
-                            q: {"score": float(found.get(q) or 0)} for q in points}}, points)
-                    except (NotGradable, ValueError) as err:
-                        row.status = str(err)
-                        continue
-                    row.score = sum(q["score"] for q in row.questions.values())
-                    row.possible = sum(points.values())
+                self._read_otter_row(row, table.get(f"s{i:04d}.ipynb"), self.points(zip_path))
         return rows
+
+    def _otter_grade(self, name: str, group: list[Graded], zip_path: Path,
+                     jobs: int) -> dict[str, dict]:
+        """``otter grade`` on copies of the group's notebooks: final_grades.csv's rows by
+        file name (``s0000.ipynb``, ... in the group's order)."""
+        from otter.grade import main as otter_grade
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, row in enumerate(group):
+                shutil.copy(row.file, Path(tmp) / f"s{i:04d}.ipynb")
+            otter_grade(name=name, paths=[tmp], output_dir=tmp, autograder=str(zip_path),
+                        containers=jobs, timeout=int(self.limits.seconds), no_network=True)
+            with open(Path(tmp) / "final_grades.csv", encoding="utf-8") as f:
+                return {Path(r["file"]).name: r for r in csv.DictReader(f)}
+
+    def _read_otter_row(self, row: Graded, found: dict | None,
+                        points: dict[str, float]) -> None:
+        status = (found or {}).get("grading_status", "")
+        if found is None:
+            row.status = "crashed: otter grade gave no result"
+        elif "timed out" in status.lower():
+            row.status = f"timed out (limit {self.limits.seconds:g} s)"
+        elif status != "Completed":
+            row.status = f"crashed: {status[:300]}"
+        else:
+            try:
+                row.questions = check_scores({"questions": {
+                    q: {"score": float(found.get(q) or 0)} for q in points}}, points)
+            except (NotGradable, ValueError) as err:
+                row.status = str(err)
+                return
+            row.score = sum(q["score"] for q in row.questions.values())
+            row.possible = sum(points.values())
 
 
 def grade_class(items: list[tuple[str, Path]], grader: Grader, jobs: int = 1,
