@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 #: Files of /etc a Python program needs (name lookup, time zone, fonts, the loader's cache).
@@ -78,7 +78,6 @@ class Outcome:
     peak_processes: int | None = None
     result: bytes = b""
     log: str = ""
-    leftover: list[int] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------
@@ -307,7 +306,8 @@ def run_sandboxed(argv: list[str], *, ro_paths: dict[str, str], env: dict[str, s
         except ProcessLookupError:
             pass
         proc.wait()
-        leftover = group.kill_all() if group is not None else []
+        if group is not None:
+            group.kill_all()
         try:
             while chunk := os.read(read_end, 1 << 16):
                 chunks.append(chunk)
@@ -325,4 +325,4 @@ def run_sandboxed(argv: list[str], *, ro_paths: dict[str, str], env: dict[str, s
     return Outcome(returncode=None if timed_out else proc.returncode, seconds=seconds,
                    timed_out=timed_out, out_of_memory=oom, process_limit=forks,
                    peak_memory=peak_memory, peak_processes=peak_processes,
-                   result=b"".join(chunks), log=text, leftover=leftover)
+                   result=b"".join(chunks), log=text)
